@@ -1,0 +1,1 @@
+"""Records, sources, spectra, graphs, splits, target representations and the datamodule."""
