@@ -1,0 +1,702 @@
+r"""Periodic crystal graphs: neighbour search, a compact column-wise cache, PyG ``Data`` objects.
+
+Edge convention
+---------------
+Graphs follow PyTorch Geometric's default ``flow="source_to_target"``: an edge ``e`` carries a
+message from its **source** ``j = edge_index[0, e]`` (the neighbour) to its **target**
+``i = edge_index[1, e]`` (the centre), so aggregation by target collects, at every atom, the
+messages of its neighbours.  The integer periodic image ``shift[e] = n`` (in lattice vectors)
+belongs to the neighbour:
+
+.. math::
+    \mathbf{r}_e = \mathbf{x}_j + \mathbf{n}\,L - \mathbf{x}_i, \qquad
+    d_e = \lVert \mathbf{r}_e \rVert,
+
+with Cartesian positions :math:`\mathbf{x} = \mathbf{f}\,L` (fractional coordinates ``f``
+times the lattice ``L`` with lattice vectors as rows, Å).  :math:`\mathbf{r}_e` is the vector
+**from the centre to the neighbour** (what :func:`edge_vectors` returns).  Both directions of
+every bond are present (``j -> i`` with image ``n`` and ``i -> j`` with image ``-n``) unless a
+``max_neighbors`` cut keeps only one of them (k-nearest graphs are not symmetric).
+
+Neighbour selection
+-------------------
+All pairs within ``cutoff`` come from pymatgen's cython routine
+:func:`pymatgen.optimization.neighbors.find_points_in_spheres` (the engine of
+``Structure.get_neighbor_list``), called on plain numpy arrays.  An atom is not its own
+neighbour (the zero-distance self pair is dropped), but its periodic images are.  With
+``max_neighbors = k`` each centre keeps its ``k`` nearest neighbours; with ``keep_ties`` it keeps
+every neighbour not farther than its ``k``-th nearest (within :data:`TIE_TOL`), the ALIGNN rule,
+so the degree may exceed ``k``.  A centre with fewer than ``k`` neighbours inside the cutoff
+keeps them all (the cutoff is never enlarged).  ``self_loops`` adds one edge ``i -> i`` with
+zero shift and distance per atom, on top of the ``k`` neighbours.
+
+Without ``keep_ties``, which of several equidistant candidates for the k-th place is kept (the
+images ``+n`` and ``-n`` of one atom always tie) follows the output order of
+``find_points_in_spheres``: deterministic for a given structure and pymatgen version, and
+independent of how many structures are built together, but otherwise arbitrary.
+
+Within a structure, edges are ordered by centre (``dst`` ascending), then by distance.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from dos_bench.io import ConfigError, DataError, atomic_write, stable_hash
+
+if TYPE_CHECKING:
+    import torch
+    from torch_geometric.data import Data
+
+    from dos_bench.data.records import RecordSet
+
+__all__ = [
+    "GRAPH_VERSION",
+    "NEIGHBOR_TOL",
+    "TIE_TOL",
+    "Edges",
+    "GraphRecipe",
+    "GraphSet",
+    "build_graphs",
+    "edge_vectors",
+    "graph_cache_path",
+    "load_or_build_graphs",
+    "to_data",
+    "to_data_list",
+]
+
+log = logging.getLogger(__name__)
+
+GRAPH_VERSION = 1
+"""Bumped whenever the graph construction changes what it produces (invalidates caches)."""
+
+NEIGHBOR_TOL = 1e-8
+"""``tol`` of ``find_points_in_spheres`` (pairs with d^2 < cutoff^2 + tol are neighbours)."""
+
+TIE_TOL = 1e-4
+"""Å; with ``keep_ties``, neighbours up to the k-th distance + TIE_TOL are kept."""
+
+_SELF_TOL = 1e-6  # Å; an atom's own (unshifted) copy is found at ~1e-15 Å
+_CHUNK_PAIRS = 1 << 19  # candidate pairs buffered before one vectorised k-nearest selection
+_DIST_QUANTUM = 1e-9  # Å; resolution of the integer sort key
+_N_BINS = 32  # distance shells of the k-nearest pre-selection (cutoff / 32 wide)
+_FORMAT = "dos_bench.graphs"
+_ARRAYS = ("atom_ptr", "edge_ptr", "src", "dst", "dist", "shift")
+
+
+# ---------------------------------------------------------------------------------------- recipe
+@dataclass(frozen=True)
+class GraphRecipe:
+    """Everything that decides which edges a crystal graph has.
+
+    Args:
+        cutoff: neighbour search radius in Å.
+        max_neighbors: keep at most this many nearest neighbours per atom (``None``: all
+            neighbours within ``cutoff``).
+        keep_ties: ALIGNN rule: keep every neighbour not farther than the ``max_neighbors``-th
+            one (ties included), so an atom may have more than ``max_neighbors`` edges.
+        self_loops: add an edge from every atom to itself (zero shift, zero distance).
+    """
+
+    cutoff: float = 8.0
+    max_neighbors: int | None = 12
+    keep_ties: bool = False
+    self_loops: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.cutoff, (int, float)) and self.cutoff > 0):
+            raise ConfigError(f"graph cutoff must be a positive number of Å, got {self.cutoff!r}")
+        if self.max_neighbors is not None and (
+            isinstance(self.max_neighbors, bool)
+            or not isinstance(self.max_neighbors, (int, np.integer))
+            or self.max_neighbors < 1
+        ):
+            raise ConfigError(
+                f"graph max_neighbors must be a positive integer or None, "
+                f"got {self.max_neighbors!r}"
+            )
+
+    def key(self) -> dict[str, Any]:
+        """Everything that shapes the graph, for cache keys (includes :data:`GRAPH_VERSION`)."""
+        return {
+            **asdict(self),
+            "cutoff": float(self.cutoff),
+            "max_neighbors": None if self.max_neighbors is None else int(self.max_neighbors),
+            "neighbor_tol": NEIGHBOR_TOL,
+            "tie_tol": TIE_TOL,
+            "version": GRAPH_VERSION,
+        }
+
+
+# ---------------------------------------------------------------------------------------- storage
+class Edges(NamedTuple):
+    """The edges of one structure (views into a :class:`GraphSet`), local atom indices."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    dist: np.ndarray
+    shift: np.ndarray
+
+
+@dataclass(eq=False)
+class GraphSet:
+    """Column-wise crystal graphs of a whole :class:`~dos_bench.data.records.RecordSet`.
+
+    Attributes:
+        atom_ptr: ``(N + 1,)`` int64 atom offsets of the record set the graphs were built from
+            (used to check that graphs and records belong together).
+        edge_ptr: ``(N + 1,)`` int64; the edges of structure ``i`` are
+            ``edge_ptr[i]:edge_ptr[i+1]``.
+        src: ``(E,)`` int16 (int32 for structures above 32767 atoms) local index of the
+            neighbour ``j`` (message source, ``edge_index[0]``).
+        dst: ``(E,)`` same dtype, local index of the centre ``i`` (``edge_index[1]``).
+        dist: ``(E,)`` float32 distances in Å.
+        shift: ``(E, 3)`` int8 (int16/int32 if out of range) periodic image of the neighbour,
+            in lattice vectors: ``r = pos[src] + shift @ lattice - pos[dst]``.
+        recipe: :meth:`GraphRecipe.key` of the recipe that built the graphs.
+    """
+
+    atom_ptr: np.ndarray
+    edge_ptr: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    dist: np.ndarray
+    shift: np.ndarray
+    recipe: dict[str, Any]
+
+    def __len__(self) -> int:
+        return int(self.edge_ptr.shape[0] - 1)
+
+    @property
+    def num_edges(self) -> np.ndarray:
+        """``(N,)`` number of edges per structure."""
+        return np.diff(self.edge_ptr)
+
+    def edges(self, i: int) -> Edges:
+        """The edges of structure ``i`` (local indices; views, do not modify)."""
+        a, b = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
+        return Edges(self.src[a:b], self.dst[a:b], self.dist[a:b], self.shift[a:b])
+
+    def nbytes(self) -> int:
+        """Bytes of all arrays in memory (about the size of the saved file)."""
+        return sum(getattr(self, k).nbytes for k in _ARRAYS)
+
+    # ------------------------------------------------------------------ disk
+    def save(self, path: str | Path) -> Path:
+        """Write the graphs to one uncompressed ``.npz`` file atomically."""
+        path = Path(path)
+        meta = json.dumps({"format": _FORMAT, "version": GRAPH_VERSION, "recipe": self.recipe})
+        with atomic_write(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, __meta__=np.asarray(meta), **{k: getattr(self, k) for k in _ARRAYS})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> GraphSet:
+        """Read graphs written by :meth:`save`.
+
+        Raises:
+            DataError: naming ``path``, for a missing, truncated, foreign or inconsistent file.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: graph cache file not found")
+        hint = "delete it to rebuild the graphs"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                files = set(z.files)
+                if "__meta__" not in files:
+                    raise DataError(f"{path}: not a dos_bench graph cache file; {hint}")
+                meta = json.loads(str(z["__meta__"]))
+                if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+                    raise DataError(f"{path}: not a dos_bench graph cache file; {hint}")
+                if meta.get("version") != GRAPH_VERSION:
+                    raise DataError(
+                        f"{path}: graph cache version {meta.get('version')} != {GRAPH_VERSION}; "
+                        f"{hint}"
+                    )
+                missing = sorted(set(_ARRAYS) - files)
+                if missing:
+                    raise DataError(f"{path}: graph cache lacks arrays {missing}; {hint}")
+                arrays = {k: z[k] for k in _ARRAYS}
+        except DataError:
+            raise
+        except Exception as exc:  # zipfile / numpy / json raise many types on damaged files
+            raise DataError(
+                f"{path}: cannot read the graph cache ({type(exc).__name__}: {exc}); {hint}"
+            ) from exc
+        gs = cls(**arrays, recipe=meta.get("recipe", {}))
+        problem = gs._check()
+        if problem:
+            raise DataError(f"{path}: corrupt graph cache ({problem}); {hint}")
+        return gs
+
+    def _check(self) -> str | None:
+        """A description of the first inconsistency, or None."""
+        n = len(self)
+        e = self.src.shape[0]
+        if self.atom_ptr.shape != (n + 1,) or self.edge_ptr.ndim != 1 or n < 0:
+            return "offset arrays of different lengths"
+        if self.dst.shape != (e,) or self.dist.shape != (e,) or self.shift.shape != (e, 3):
+            return "edge arrays of different lengths"
+        if self.edge_ptr[0] != 0 or self.edge_ptr[-1] != e or np.any(np.diff(self.edge_ptr) < 0):
+            return "edge offsets do not match the number of edges"
+        if self.atom_ptr[0] != 0 or np.any(np.diff(self.atom_ptr) < 1):
+            return "bad atom offsets"
+        if e:
+            n_atoms = np.repeat(np.diff(self.atom_ptr), np.diff(self.edge_ptr))
+            if (
+                self.src.min() < 0
+                or self.dst.min() < 0
+                or np.any(self.src >= n_atoms)
+                or np.any(self.dst >= n_atoms)
+            ):
+                return "edge index out of range"
+            if not np.all(np.isfinite(self.dist)) or self.dist.min() < 0:
+                return "invalid distances"
+        return None
+
+    def check_matches(self, rs: RecordSet, where: str = "") -> None:
+        """Raise :class:`DataError` unless these graphs were built for ``rs``'s structures."""
+        if len(self) != len(rs) or not np.array_equal(self.atom_ptr, rs.ptr):
+            raise DataError(
+                f"{where}graphs ({len(self)} structures, {int(self.atom_ptr[-1])} atoms) do not "
+                f"match the record set ({len(rs)} structures, {int(rs.ptr[-1])} atoms)"
+            )
+
+
+# ---------------------------------------------------------------------------------------- build
+def _select(
+    centre: np.ndarray,
+    dist: np.ndarray,
+    is_self: np.ndarray,
+    n_centres: int,
+    recipe: GraphRecipe,
+) -> np.ndarray:
+    """Indices of the kept candidate pairs, ordered by (centre, distance).
+
+    ``centre`` are chunk-global centre indices in ``[0, n_centres)``, grouped (ascending) as
+    ``find_points_in_spheres`` returns them.  Fully vectorised, without sorting all pairs:
+
+    1. histogram the candidates of every centre in :data:`_N_BINS` distance shells
+       (``np.bincount`` on ``centre * n_shells + shell``; self pairs go to an extra shell that
+       is never kept) and find the shell holding each centre's k-th neighbour;
+    2. keep the candidates up to that shell (one more with ``keep_ties``, so that ties within
+       :data:`TIE_TOL` across a shell boundary survive): about k + a few per centre;
+    3. stable-sort only those by the integer key ``centre * span + round(dist / 1e-9 Å)``
+       (``span`` exceeds every distance, so the key orders by centre first; exact ties keep
+       the order of ``find_points_in_spheres``, so results do not depend on the chunking),
+       rank them within their centre (position minus the position of the centre's first
+       candidate) and keep rank < k, or, with ``keep_ties``, every candidate not farther than
+       the k-th one + :data:`TIE_TOL`.
+    """
+    k = recipe.max_neighbors
+    if k is None:
+        sub = np.flatnonzero(~is_self)
+    else:
+        n_shells = _N_BINS + 1
+        shell = np.minimum(dist * (_N_BINS / recipe.cutoff), _N_BINS - 1).astype(np.int64)
+        shell[is_self] = _N_BINS
+        hist = np.bincount(centre * n_shells + shell, minlength=n_centres * n_shells)
+        cum = np.cumsum(hist.reshape(n_centres, n_shells)[:, :_N_BINS], axis=1)
+        reached = cum >= k
+        # shell of the k-th neighbour; all shells for centres with fewer than k neighbours
+        kshell = np.where(reached[:, -1], np.argmax(reached, axis=1), _N_BINS - 1)
+        if recipe.keep_ties:
+            kshell = np.minimum(kshell + 1, _N_BINS - 1)
+        sub = np.flatnonzero(shell <= kshell[centre])
+    # exact integer key: centre first, then distance in units of _DIST_QUANTUM; the stable
+    # sort leaves (near-)ties in find_points_in_spheres order, independent of the chunking
+    q = np.rint(dist[sub] * (1.0 / _DIST_QUANTUM)).astype(np.int64)
+    span = int(np.ceil((float(recipe.cutoff) + 1.0) / _DIST_QUANTUM))
+    order = sub[np.argsort(centre[sub] * span + q, kind="stable")]
+    if k is None or order.size == 0:
+        return order
+    c = centre[order]
+    counts = np.bincount(c, minlength=n_centres)
+    start = np.cumsum(counts) - counts
+    rank = np.arange(order.size) - start[c]
+    if not recipe.keep_ties:
+        return order[rank < k]
+    # ALIGNN rule: distance of each centre's k-th neighbour (infinite if it has fewer)
+    kth = np.full(n_centres, np.inf)
+    has_k = counts >= k
+    kth[has_k] = dist[order[start[has_k] + k - 1]]
+    return order[dist[order] <= kth[c] + TIE_TOL]
+
+
+def _int_dtype(max_abs: int, candidates: tuple[type, ...]) -> type:
+    for dt in candidates:
+        if max_abs <= np.iinfo(dt).max:
+            return dt
+    return np.int64
+
+
+class _Chunk:
+    """Raw ``find_points_in_spheres`` output of consecutive structures, selected at once."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first  # index of the first structure
+        self.centre: list[np.ndarray] = []
+        self.nbr: list[np.ndarray] = []
+        self.dist: list[np.ndarray] = []
+        self.image: list[np.ndarray] = []
+        self.pairs = 0
+
+    def add(self, c: np.ndarray, j: np.ndarray, s: np.ndarray, d: np.ndarray) -> None:
+        self.centre.append(c)
+        self.nbr.append(j)
+        self.image.append(s)
+        self.dist.append(d)
+        self.pairs += c.size
+
+    def select(self, ptr: np.ndarray, recipe: GraphRecipe) -> tuple[np.ndarray, ...]:
+        """(src, dst, dist, shift, edges per structure) of the structures in this chunk."""
+        first, end = self.first, self.first + len(self.centre)
+        atoms = np.diff(ptr[first : end + 1])
+        n_centres = int(atoms.sum())
+        pairs = np.array([c.size for c in self.centre], dtype=np.int64)
+        pair_ptr = np.concatenate([[0], np.cumsum(pairs)])
+        if self.pairs:
+            c_loc = np.concatenate(self.centre)
+            j = np.concatenate(self.nbr)
+            d = np.concatenate(self.dist)
+        else:
+            c_loc = j = np.zeros(0, dtype=np.int64)
+            d = np.zeros(0)
+        atom0 = np.concatenate([[0], np.cumsum(atoms)[:-1]])
+        c = c_loc + np.repeat(atom0, pairs)  # chunk-global centre index
+        if c.size > 1 and np.any(c[1:] < c[:-1]):  # not grouped: never seen, but be safe
+            g = np.argsort(c, kind="stable")
+            c, c_loc, j, d = c[g], c_loc[g], j[g], d[g]
+            images = np.concatenate(self.image)[g]
+            self.image = [images[pair_ptr[i] : pair_ptr[i + 1]] for i in range(len(pairs))]
+        is_self = (c_loc == j) & (d < _SELF_TOL)
+        keep = _select(c, d, is_self, n_centres, recipe)
+        # kept edges are ordered by structure: gather the images structure by structure
+        per_struct = np.bincount(
+            np.searchsorted(pair_ptr, keep, side="right") - 1, minlength=len(pairs)
+        )
+        cut = np.concatenate([[0], np.cumsum(per_struct)])
+        shift = np.concatenate(
+            [np.zeros((0, 3))]
+            + [
+                self.image[i][keep[cut[i] : cut[i + 1]] - pair_ptr[i]]
+                for i in range(len(pairs))
+                if per_struct[i]
+            ]
+        )
+        src, dst, dist = j[keep], c_loc[keep], d[keep]
+        if recipe.self_loops:
+            loop_c = np.arange(n_centres, dtype=np.int64)
+            loop_loc = loop_c - np.repeat(atom0, atoms)
+            # stable sort by centre puts each self loop first among its centre's edges
+            order = np.argsort(np.concatenate([loop_c, c[keep]]), kind="stable")
+            src = np.concatenate([loop_loc, src])[order]
+            dst = np.concatenate([loop_loc, dst])[order]
+            dist = np.concatenate([np.zeros(n_centres), dist])[order]
+            shift = np.concatenate([np.zeros((n_centres, 3)), shift])[order]
+            per_struct = per_struct + atoms
+        return src, dst, dist, shift, per_struct
+
+
+def build_graphs(rs: RecordSet, recipe: GraphRecipe, progress: bool = True) -> GraphSet:
+    """Build the crystal graphs of every structure of ``rs``.
+
+    The only per-structure Python work is one call of ``find_points_in_spheres`` on a slice
+    of the precomputed Cartesian coordinates; self-pair removal and the k-nearest selection
+    run vectorised over chunks of about :data:`_CHUNK_PAIRS` candidate pairs.
+
+    Args:
+        rs: the record set (lattices, fractional coordinates, atom offsets are used).
+        recipe: cutoff, neighbour count, tie and self-loop rules.
+        progress: show a tqdm progress bar over structures.
+
+    Returns:
+        A :class:`GraphSet` with one graph per structure, in the order of ``rs``.
+    """
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+    from tqdm.auto import tqdm
+
+    n = len(rs)
+    ptr = np.asarray(rs.ptr, dtype=np.int64)
+    lattices = np.ascontiguousarray(rs.lattices, dtype=np.float64)
+    cart = np.ascontiguousarray(_cartesian(rs))
+    pbc = np.ones(3, dtype=np.int64)
+    r = float(recipe.cutoff)
+    bounds = ptr.tolist()
+
+    parts: list[tuple[np.ndarray, ...]] = []
+    chunk = _Chunk(0)
+    for i in tqdm(range(n), disable=not progress, desc="graphs", unit="struct", leave=False):
+        xyz = cart[bounds[i] : bounds[i + 1]]
+        chunk.add(*find_points_in_spheres(xyz, xyz, r, pbc, lattices[i], NEIGHBOR_TOL))
+        if chunk.pairs >= _CHUNK_PAIRS:
+            parts.append(chunk.select(ptr, recipe))
+            chunk = _Chunk(i + 1)
+    if chunk.centre or not parts:
+        parts.append(chunk.select(ptr, recipe))
+
+    src, dst, dist, shift, num_edges = (np.concatenate(p) for p in zip(*parts, strict=True))
+    shift = np.rint(shift)
+    max_atoms = int(np.diff(ptr).max()) if n else 0
+    idx_dtype = _int_dtype(max_atoms, (np.int16, np.int32))
+    shift_dtype = _int_dtype(int(np.abs(shift).max()) if shift.size else 0, (np.int8, np.int16))
+    return GraphSet(
+        atom_ptr=ptr.copy(),
+        edge_ptr=np.concatenate([[0], np.cumsum(num_edges)]).astype(np.int64),
+        src=src.astype(idx_dtype),
+        dst=dst.astype(idx_dtype),
+        dist=dist.astype(np.float32),
+        shift=shift.astype(shift_dtype),
+        recipe=recipe.key(),
+    )
+
+
+def graph_cache_path(cache_dir: str | Path, dataset_key: dict, recipe: GraphRecipe) -> Path:
+    """``cache_dir/graphs-<hash of dataset key and recipe key>.npz``."""
+    h = stable_hash({"dataset": dataset_key, "recipe": recipe.key()})
+    return Path(cache_dir) / f"graphs-{h}.npz"
+
+
+def load_or_build_graphs(
+    rs: RecordSet,
+    recipe: GraphRecipe,
+    cache_dir: str | Path,
+    dataset_key: dict,
+    progress: bool = True,
+) -> GraphSet:
+    """Graphs of ``rs`` from the cache in ``cache_dir``, built and saved there if absent.
+
+    Args:
+        rs: the record set.
+        recipe: the graph recipe.
+        cache_dir: directory of the cache files (created if needed).
+        dataset_key: JSON-serialisable description of the dataset (source, version, filters,
+            ...); together with :meth:`GraphRecipe.key` it names the cache file.
+        progress: show a progress bar while building.
+
+    Raises:
+        DataError: the cache file exists but is unreadable or belongs to other structures;
+            the message names the file and asks to delete it (it is never rebuilt silently).
+    """
+    path = graph_cache_path(cache_dir, dataset_key, recipe)
+    if path.exists():
+        log.info("reusing cached graphs at %s", path)
+        gs = GraphSet.load(path)
+        gs.check_matches(rs, where=f"{path}: ")
+        return gs
+    log.info(
+        "building graphs for %d structures (cutoff %g Å, max_neighbors %s) -> %s",
+        len(rs),
+        recipe.cutoff,
+        recipe.max_neighbors,
+        path,
+    )
+    gs = build_graphs(rs, recipe, progress=progress)
+    gs.save(path)
+    return gs
+
+
+# ---------------------------------------------------------------------------------------- PyG
+def _cartesian(rs: RecordSet, a: int = 0, b: int | None = None) -> np.ndarray:
+    """Cartesian positions (float64) of the atoms of structures ``a:b``."""
+    b = len(rs) if b is None else b
+    counts = np.diff(rs.ptr[a : b + 1])
+    owner = np.repeat(np.arange(a, b), counts)
+    frac = rs.frac_coords[rs.ptr[a] : rs.ptr[b]]
+    return np.einsum("aj,ajk->ak", frac, rs.lattices[owner])
+
+
+def _check_table(rs: RecordSet, table: np.ndarray, a: int = 0, b: int | None = None) -> None:
+    b = len(rs) if b is None else b
+    z = rs.numbers[rs.ptr[a] : rs.ptr[b]]
+    if z.size and (z.min() < 1 or z.max() >= table.shape[0]):
+        bad = int(np.argmax((z < 1) | (z >= table.shape[0]))) + int(rs.ptr[a])
+        rec = int(np.searchsorted(rs.ptr, bad, side="right") - 1)
+        raise DataError(
+            f"record {rs.ids[rec]}: atomic number {int(rs.numbers[bad])} has no row in the atom "
+            f"feature table (rows 1..{table.shape[0] - 1})"
+        )
+
+
+def _check_y(rs: RecordSet, y: np.ndarray | None) -> np.ndarray | None:
+    if y is None:
+        return None
+    y = np.array(y, dtype=np.float32)  # a copy: Data objects must not alias the caller's array
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or y.shape[0] != len(rs):
+        raise DataError(f"targets have shape {y.shape}, expected ({len(rs)}, L)")
+    return y
+
+
+def to_data(
+    rs: RecordSet,
+    gs: GraphSet,
+    i: int,
+    atom_table: np.ndarray,
+    comp: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+) -> Data:
+    """The PyG ``Data`` of structure ``i`` (see :func:`to_data_list` for the fields).
+
+    Args:
+        rs, gs: records and their graphs.
+        i: record index.
+        atom_table: ``(n_Z, d)`` atom feature table (e.g. from
+            :func:`~dos_bench.data.features.atom_feature_table`).
+        comp: composition vectors, either all of them ``(N, 103)`` or this structure's
+            ``(103,)``; computed when None.
+        y: this structure's target ``(L,)``, optional.
+    """
+    import torch
+    from torch_geometric.data import Data
+
+    from dos_bench.data.features import composition_vectors
+
+    i = int(i)
+    a, b = int(rs.ptr[i]), int(rs.ptr[i + 1])
+    if len(gs) != len(rs) or gs.atom_ptr[i + 1] - gs.atom_ptr[i] != b - a:
+        raise DataError(f"record {rs.ids[i]}: the graphs do not match the record set")
+    _check_table(rs, atom_table, i, i + 1)
+    z = rs.numbers[a:b].astype(np.int64)
+    if comp is None:
+        comp_i = composition_vectors(rs.numbers[a:b], np.array([0, b - a]))
+    elif comp.ndim == 2 and comp.shape[0] == len(rs):
+        comp_i = comp[i : i + 1]
+    else:
+        comp_i = np.asarray(comp).reshape(1, -1)
+    e = gs.edges(i)
+    fields: dict[str, Any] = {
+        "x": torch.from_numpy(np.asarray(atom_table, dtype=np.float32)[z]),
+        "z": torch.from_numpy(z),
+        "pos": torch.from_numpy(_cartesian(rs, i, i + 1).astype(np.float32)),
+        "cell": torch.from_numpy(rs.lattices[i].astype(np.float32)).reshape(1, 3, 3),
+        "edge_index": torch.from_numpy(np.stack([e.src, e.dst]).astype(np.int64)),
+        "edge_dist": torch.from_numpy(e.dist.astype(np.float32)),
+        "edge_shift": torch.from_numpy(e.shift.astype(np.float32)),
+        "comp": torch.from_numpy(np.asarray(comp_i, dtype=np.float32)),
+        "idx": i,
+    }
+    if y is not None:
+        fields["y"] = torch.from_numpy(np.asarray(y, dtype=np.float32).reshape(1, -1))
+    return Data(**fields)
+
+
+def to_data_list(
+    rs: RecordSet,
+    gs: GraphSet,
+    atom_features: str = "cgcnn",
+    y: np.ndarray | None = None,
+) -> list[Data]:
+    """PyG ``Data`` objects of all structures, built in one vectorised pass.
+
+    Every tensor is a slice of one dataset-wide tensor (cheap to build, kept in memory by the
+    datamodule, no disk reads per epoch).  Batching with ``torch_geometric.loader.DataLoader``
+    concatenates ``cell`` to ``(B, 3, 3)``, ``comp`` to ``(B, 103)``, ``y`` to ``(B, L)``,
+    ``idx`` to ``(B,)`` and offsets ``edge_index`` by the node counts.
+
+    Args:
+        rs, gs: records and their graphs (``gs`` must come from ``rs``).
+        atom_features: name of the atom feature table (:data:`ATOM_FEATURE_SETS`).
+        y: ``(N, L)`` targets (e.g. ``rs.spectra`` or a transformed version), optional.
+
+    Shapes (per structure with ``n`` atoms and ``E`` edges):
+        - ``x``: ``(n, d)`` float32 atom features; ``z``: ``(n,)`` int64 atomic numbers
+        - ``pos``: ``(n, 3)`` float32 Cartesian positions in Å
+        - ``cell``: ``(1, 3, 3)`` float32 lattice, rows are lattice vectors in Å
+        - ``edge_index``: ``(2, E)`` int64, row 0 neighbour (source), row 1 centre (target)
+        - ``edge_dist``: ``(E,)`` float32 Å; ``edge_shift``: ``(E, 3)`` float32 image of the
+          neighbour in lattice vectors
+        - ``comp``: ``(1, 103)`` float32 element fractions; ``idx``: record index (int)
+        - ``y``: ``(1, L)`` float32 if ``y`` is given
+    """
+    import torch
+    from torch_geometric.data import Data
+
+    from dos_bench.data.features import atom_feature_table, composition_vectors
+
+    gs.check_matches(rs)
+    table = atom_feature_table(atom_features)
+    _check_table(rs, table)
+    yy = _check_y(rs, y)
+    n = len(rs)
+    ptr = rs.ptr.tolist()
+    eptr = gs.edge_ptr.tolist()
+    z_np = rs.numbers.astype(np.int64)
+    x = torch.from_numpy(table[z_np])
+    z = torch.from_numpy(z_np)
+    pos = torch.from_numpy(_cartesian(rs).astype(np.float32))
+    cell = torch.from_numpy(rs.lattices.astype(np.float32))
+    comp = torch.from_numpy(composition_vectors(rs.numbers, rs.ptr))
+    src = torch.from_numpy(gs.src.astype(np.int64))
+    dst = torch.from_numpy(gs.dst.astype(np.int64))
+    dist = torch.from_numpy(gs.dist.astype(np.float32, copy=False))
+    shift = torch.from_numpy(gs.shift.astype(np.float32))
+    yt = None if yy is None else torch.from_numpy(yy)
+    out = []
+    for i in range(n):
+        a, b = ptr[i], ptr[i + 1]
+        ea, eb = eptr[i], eptr[i + 1]
+        fields: dict[str, Any] = {
+            "x": x[a:b],
+            "z": z[a:b],
+            "pos": pos[a:b],
+            "cell": cell[i : i + 1],
+            "edge_index": torch.stack([src[ea:eb], dst[ea:eb]]),
+            "edge_dist": dist[ea:eb],
+            "edge_shift": shift[ea:eb],
+            "comp": comp[i : i + 1],
+            "idx": i,
+        }
+        if yt is not None:
+            fields["y"] = yt[i : i + 1]
+        out.append(Data(**fields))
+    return out
+
+
+def edge_vectors(
+    pos: torch.Tensor,
+    cell: torch.Tensor,
+    edge_index: torch.Tensor,
+    edge_shift: torch.Tensor,
+    batch: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Edge vectors from the centre to the neighbour, in a batch of periodic graphs.
+
+    .. math::
+        \mathbf{r}_e = \mathbf{x}_{j} + \mathbf{n}_e L_{b(j)} - \mathbf{x}_{i},
+        \qquad j = \text{edge\_index}[0, e],\; i = \text{edge\_index}[1, e]
+
+    so ``edge_vectors(...).norm(dim=-1)`` equals ``edge_dist`` (up to float32 rounding).
+    Differentiable with respect to ``pos`` and ``cell``.
+
+    Args:
+        pos: Cartesian positions.
+        cell: lattices (rows are lattice vectors) of the graphs in the batch.
+        edge_index: (source = neighbour, target = centre).
+        edge_shift: periodic image of the neighbour in lattice vectors.
+        batch: graph of every node; None for a single graph.
+
+    Shapes:
+        - pos: ``(n, 3)``; cell: ``(B, 3, 3)`` (or ``(3, 3)`` for one graph)
+        - edge_index: ``(2, E)``; edge_shift: ``(E, 3)``; batch: ``(n,)``
+        - output: ``(E, 3)``
+    """
+    import torch
+
+    src, dst = edge_index[0], edge_index[1]
+    shift = edge_shift.to(pos.dtype)
+    if batch is None:
+        offset = shift @ cell.reshape(3, 3).to(pos.dtype)
+    else:
+        cell_e = cell.reshape(-1, 3, 3).to(pos.dtype)[batch[dst]]
+        offset = torch.bmm(shift.unsqueeze(1), cell_e).squeeze(1)
+    return pos[src] + offset - pos[dst]
