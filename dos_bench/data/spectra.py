@@ -22,7 +22,14 @@ import numpy as np
 from dos_bench.data.records import RecordSet, check_spectra
 from dos_bench.io import ConfigError, DataError
 
-__all__ = ["GridRecipe", "BandEdgeRecipe", "interp_rows", "bin_average_rows", "savgol_rows"]
+__all__ = [
+    "GridRecipe",
+    "BandEdgeRecipe",
+    "NativeRecipe",
+    "interp_rows",
+    "bin_average_rows",
+    "savgol_rows",
+]
 
 
 def _uniform_step(energies: np.ndarray) -> float:
@@ -235,4 +242,38 @@ class BandEdgeRecipe:
         )
         y = np.maximum(y, 0.0).astype(np.float32)
         check_spectra(y, rs.ids, f"dataset {rs.attrs.get('name', '?')} after recipe: ")
+        return y
+
+
+class NativeRecipe:
+    """Use the spectra exactly as stored (sources already on a paper's grid, e.g. Mat2Spec's
+    ``total_dos_128.npy`` or the 51-point phonon table).
+
+    Args:
+        spacing: grid spacing for the Wasserstein distance; ``None`` = the stored grid's step.
+    """
+
+    def __init__(self, spacing: float | None = None) -> None:
+        self._spacing = spacing
+        self._grid: np.ndarray | None = None
+
+    @property
+    def grid(self) -> np.ndarray:
+        if self._grid is None:
+            raise RuntimeError("NativeRecipe.grid is known only after apply()")
+        return self._grid
+
+    @property
+    def spacing(self) -> float:
+        if self._spacing is not None:
+            return float(self._spacing)
+        return float(np.mean(np.diff(self.grid)))
+
+    def key(self) -> dict[str, Any]:
+        return {"type": "native", "spacing": self._spacing}
+
+    def apply(self, rs: RecordSet) -> np.ndarray:
+        self._grid = np.asarray(rs.energies, dtype=np.float64)
+        y = rs.spectra.astype(np.float32)
+        check_spectra(y, rs.ids, f"dataset {rs.attrs.get('name', '?')}: ")
         return y

@@ -20,7 +20,16 @@ from torch import Tensor, nn
 
 from dos_bench.io import ConfigError
 
-__all__ = ["TargetTransform", "Raw", "MaxNorm", "SumNorm", "Standard"]
+__all__ = [
+    "TargetTransform",
+    "Raw",
+    "MaxNorm",
+    "SumNorm",
+    "MinMax",
+    "Standard",
+    "ValenceNorm",
+    "Autoencoder",
+]
 
 _LINKS = ("none", "relu", "softplus", "softmax")
 
@@ -34,12 +43,17 @@ class TargetTransform(nn.Module):
             predictions before its metrics, facts.md §2.6).
 
     Shapes:
-        ``encode``: ``(B, L)`` native → ``(z (B, L'), scale (B, 1))``;
-        ``decode``: ``(z (B, L'), scale (B, 1))`` → ``(B, L)`` native.
+        ``encode``: ``(B, L)`` native → ``(z (B, L'), scale (B, k))``;
+        ``decode``: ``(z (B, L'), scale (B, k))`` → ``(B, L)`` native.
+
+    ``required_columns`` names record metadata a transform needs per material (the datamodule
+    attaches them to every graph, e.g. ``n_valence`` for :class:`ValenceNorm`); ``encode`` then
+    reads them from the batch.
     """
 
     name = "base"
     per_sample = False
+    required_columns: tuple[str, ...] = ()
 
     def __init__(self, link: str = "none", clip_native: bool = True) -> None:
         super().__init__()
@@ -50,7 +64,8 @@ class TargetTransform(nn.Module):
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     # ---------------------------------------------------------------- public API
-    def fit(self, y_train: np.ndarray | Tensor) -> TargetTransform:
+    def fit(self, y_train: np.ndarray | Tensor, batch=None) -> TargetTransform:
+        """Fit statistics on the train targets ``(N, L)``; ``batch`` carries required columns."""
         y = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)
         self._fit(y)
         self.fitted.fill_(True)
@@ -60,8 +75,8 @@ class TargetTransform(nn.Module):
         """Length of the representation for a native grid of ``n_points``."""
         return n_points
 
-    def encode(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        scale = self._scale(y)
+    def encode(self, y: Tensor, batch=None) -> tuple[Tensor, Tensor]:
+        scale = self._scale(y, batch)
         return self._encode(y, scale), scale
 
     def decode(self, z: Tensor, scale: Tensor) -> Tensor:
@@ -84,7 +99,7 @@ class TargetTransform(nn.Module):
     def _fit(self, y: Tensor) -> None:
         pass
 
-    def _scale(self, y: Tensor) -> Tensor:
+    def _scale(self, y: Tensor, batch=None) -> Tensor:
         return torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
 
     def _encode(self, y: Tensor, scale: Tensor) -> Tensor:
@@ -110,7 +125,7 @@ class MaxNorm(TargetTransform):
         super().__init__(link, clip_native)
         self.eps = eps
 
-    def _scale(self, y: Tensor) -> Tensor:
+    def _scale(self, y: Tensor, batch=None) -> Tensor:
         return y.amax(dim=-1, keepdim=True).clamp_min(self.eps)
 
     def _encode(self, y: Tensor, scale: Tensor) -> Tensor:
@@ -130,7 +145,7 @@ class SumNorm(TargetTransform):
         super().__init__(link, clip_native)
         self.eps = eps
 
-    def _scale(self, y: Tensor) -> Tensor:
+    def _scale(self, y: Tensor, batch=None) -> Tensor:
         return y.sum(dim=-1, keepdim=True).clamp_min(self.eps)
 
     def _encode(self, y: Tensor, scale: Tensor) -> Tensor:
@@ -179,3 +194,202 @@ class Standard(TargetTransform):
     def _decode(self, z: Tensor, scale: Tensor) -> Tensor:
         self._check()
         return z * self.std + self.mean
+
+
+class MinMax(TargetTransform):
+    """``(y − min y) / (max y − min y)`` per material (DOSTransformer §A.1.2 as written; the code
+    divides by the max only, which is :class:`MaxNorm`). The scale holds (min, range)."""
+
+    name = "min_max"
+    per_sample = True
+
+    def __init__(self, link: str = "none", clip_native: bool = True, eps: float = 1e-8) -> None:
+        super().__init__(link, clip_native)
+        self.eps = eps
+
+    def _scale(self, y: Tensor, batch=None) -> Tensor:
+        lo = y.amin(dim=-1, keepdim=True)
+        return torch.cat([lo, (y.amax(dim=-1, keepdim=True) - lo).clamp_min(self.eps)], dim=-1)
+
+    def _encode(self, y: Tensor, scale: Tensor) -> Tensor:
+        return (y - scale[:, :1]) / scale[:, 1:]
+
+    def _decode(self, z: Tensor, scale: Tensor) -> Tensor:
+        return z * scale[:, 1:] + scale[:, :1]
+
+
+class ValenceNorm(TargetTransform):
+    """DOS divided by the number of valence electrons in the cell (ALIGNN-DOS §4 ii).
+
+    ALIGNN-DOS reports its metrics in these units (states/eV/electron); set
+    ``metric_space: representation`` in the experiment to report them that way.
+
+    Args:
+        column: record metadata column with the valence-electron count of each cell.
+    """
+
+    name = "valence_norm"
+    per_sample = True
+
+    def __init__(self, link: str = "none", clip_native: bool = True, column: str = "n_valence"):
+        super().__init__(link, clip_native)
+        self.column = column
+        self.required_columns = (column,)
+
+    def _scale(self, y: Tensor, batch=None) -> Tensor:
+        if batch is None or not hasattr(batch, self.column):
+            raise RuntimeError(
+                f"target_repr=valence_norm needs the per-material column {self.column!r} in the "
+                "batch; the dataset must provide it"
+            )
+        n = getattr(batch, self.column).to(y.dtype).reshape(-1, 1)
+        if (n <= 0).any():
+            raise ValueError(f"target_repr=valence_norm: non-positive {self.column} in the batch")
+        return n
+
+    def _encode(self, y: Tensor, scale: Tensor) -> Tensor:
+        return y / scale
+
+    def _decode(self, z: Tensor, scale: Tensor) -> Tensor:
+        return z * scale
+
+
+class Autoencoder(TargetTransform):
+    """AE-ALIGNN (ALIGNN-DOS §4, Table 1): an autoencoder compresses the (inner-normalised)
+    spectrum to ``latent`` numbers; the model predicts the latent and the frozen decoder maps
+    it back.
+
+    The autoencoder is trained in :meth:`fit` on the **train targets only** with an MSE
+    reconstruction loss: fully connected layers of decreasing width with ReLU, the decoder
+    mirroring them and ending in a sigmoid (outputs in [0, 1], so the inner representation must
+    lie in [0, 1]: ``max_norm`` or ``valence_norm`` as the paper). Layer widths are not given in
+    the text (Fig. 3); the default ``hidden=[256, 128, 64]`` is our choice.
+
+    Args:
+        inner: the transform applied before the autoencoder (its own statistics are fitted too).
+        latent: latent size (8, 12, 16 or 20 in Table 1).
+        hidden: encoder widths; the decoder mirrors them.
+        epochs, lr, batch_size, weight_decay: autoencoder training.
+        val_fraction: share of the train targets held out to pick the best AE epoch.
+        seed: seed of the AE initialisation and shuffling.
+
+    After :meth:`fit`, ``reconstruction_mae`` holds the held-out reconstruction MAE in inner
+    units (the paper reports 0.003 states/eV/electron for latent 12).
+    """
+
+    name = "autoencoder"
+    per_sample = True
+
+    def __init__(
+        self,
+        inner: TargetTransform,
+        latent: int = 12,
+        hidden: list[int] | tuple[int, ...] = (256, 128, 64),
+        epochs: int = 200,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        weight_decay: float = 0.0,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        link: str = "none",
+        clip_native: bool = True,
+    ) -> None:
+        super().__init__(link, clip_native)
+        if latent < 1:
+            raise ConfigError(f"target_repr.latent must be >= 1, got {latent}")
+        self.inner = inner
+        self.required_columns = tuple(inner.required_columns)
+        self.latent, self.hidden = int(latent), [int(h) for h in hidden]
+        self.epochs, self.lr, self.batch_size = int(epochs), float(lr), int(batch_size)
+        self.weight_decay, self.val_fraction, self.seed = weight_decay, val_fraction, int(seed)
+        self.encoder: nn.Module | None = None
+        self.decoder: nn.Module | None = None
+        self.reconstruction_mae: float | None = None
+
+    def latent_dim(self, n_points: int) -> int:
+        return self.latent
+
+    def _build(self, n_points: int) -> None:
+        dims = [n_points, *self.hidden, self.latent]
+        enc: list[nn.Module] = []
+        for i in range(len(dims) - 1):
+            enc.append(nn.Linear(dims[i], dims[i + 1]))
+            if i < len(dims) - 2:
+                enc.append(nn.ReLU())
+        dec: list[nn.Module] = []
+        rdims = dims[::-1]
+        for i in range(len(rdims) - 1):
+            dec.append(nn.Linear(rdims[i], rdims[i + 1]))
+            dec.append(nn.ReLU() if i < len(rdims) - 2 else nn.Sigmoid())
+        self.encoder, self.decoder = nn.Sequential(*enc), nn.Sequential(*dec)
+
+    def fit(self, y_train, batch=None) -> Autoencoder:  # noqa: D401
+        y = torch.as_tensor(np.asarray(y_train), dtype=torch.float32)
+        self.inner.fit(y, batch)
+        x, _ = self.inner.encode(y, batch)
+        if float(x.min()) < -1e-6 or float(x.max()) > 1 + 1e-6:
+            raise ConfigError(
+                f"target_repr=autoencoder: the inner representation {self.inner.name} spans "
+                f"[{float(x.min()):.3g}, {float(x.max()):.3g}], but the sigmoid decoder outputs "
+                "[0, 1]; use inner=max_norm (or valence_norm on valence-normalisable data)"
+            )
+        self._build(x.shape[1])
+        gen = torch.Generator().manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self._build(x.shape[1])
+            perm = torch.randperm(len(x), generator=gen)
+            n_val = max(1, int(round(self.val_fraction * len(x)))) if len(x) > 4 else 0
+            xv, xt = x[perm[:n_val]], x[perm[n_val:]]
+            params = list(self.encoder.parameters()) + list(self.decoder.parameters())
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+            best, best_state = float("inf"), None
+            for _ in range(self.epochs):
+                order = torch.randperm(len(xt), generator=gen)
+                for i in range(0, len(xt), self.batch_size):
+                    xb = xt[order[i : i + self.batch_size]]
+                    loss = torch.mean((self.decoder(self.encoder(xb)) - xb) ** 2)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                with torch.no_grad():
+                    ref = xv if n_val else xt
+                    mae = float(torch.mean(torch.abs(self.decoder(self.encoder(ref)) - ref)))
+                if mae < best:
+                    best = mae
+                    best_state = {k: v.clone() for k, v in self.state_dict().items()}
+            if best_state is not None:
+                self.load_state_dict(best_state)
+        for p in list(self.encoder.parameters()) + list(self.decoder.parameters()):
+            p.requires_grad_(False)
+        self.reconstruction_mae = best
+        self.fitted.fill_(True)
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        if self.encoder is None and prefix + "encoder.0.weight" in state_dict:
+            self._build(state_dict[prefix + "encoder.0.weight"].shape[1])
+            for p in list(self.encoder.parameters()) + list(self.decoder.parameters()):
+                p.requires_grad_(False)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _check(self) -> None:
+        if self.encoder is None:
+            raise RuntimeError("target_repr=autoencoder used before fit() on the train split")
+
+    def encode(self, y: Tensor, batch=None) -> tuple[Tensor, Tensor]:
+        self._check()
+        x, scale = self.inner.encode(y, batch)
+        with torch.no_grad():
+            z = self.encoder(x.float())
+        return z, scale
+
+    def decode(self, z: Tensor, scale: Tensor) -> Tensor:
+        self._check()
+        return self.inner.decode(self.decoder(z.float()), scale)
+
+    def reconstruct(self, y: Tensor, batch=None) -> Tensor:
+        """Native → latent → native, for reporting the reconstruction error on any split."""
+        z, scale = self.encode(y, batch)
+        with torch.no_grad():
+            return self.decode(z, scale)
