@@ -1,0 +1,515 @@
+"""dos_bench.data.download and the dos-data CLI against a local HTTP server (no internet)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import socket
+import sys
+import tarfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dos_bench.data import cli, download
+from dos_bench.data.download import (
+    dataset_entries,
+    download_dataset,
+    fetch,
+    part_path,
+    unpack,
+)
+from dos_bench.io import ConfigError, DataError
+
+PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+CHUNK = 4096
+
+
+# --------------------------------------------------------------------------------------------
+# a local HTTP server with Range support and failure switches
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_after: int | None = None  # first request only: send this many bytes, then hang up
+    stall_after: int | None = None  # first request only: send this many bytes, then stall
+    ignore_range: bool = False
+    wrong_content: bool = False
+    requests: list[dict[str, str]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: ServerState  # set on a per-server subclass
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        st = self.state
+        first = not st.requests
+        st.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        body = st.files.get(self.path)
+        if body is None:
+            self.send_error(404, "not found")
+            return
+        if st.wrong_content:
+            body = b"X" * len(body)
+        size, start = len(body), 0
+        rng = self.headers.get("Range")
+        if rng and not st.ignore_range:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        data = body[start:]
+        if first and st.cut_after is not None:
+            self.wfile.write(data[: st.cut_after])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if first and st.stall_after is not None:
+            self.wfile.write(data[: st.stall_after])
+            self.wfile.flush()
+            st.release.wait(10)
+            self.close_connection = True
+            return
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, ServerState]]:
+    state = ServerState(files={"/payload.bin": PAYLOAD})
+    handler = type("Handler", (_Handler,), {"state": state})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", state
+    finally:
+        state.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(download, "_RETRY_DELAY", 0.0)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _leftovers(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".part", ".tmp"))]
+
+
+# --------------------------------------------------------------------------------------------
+# fetch
+# --------------------------------------------------------------------------------------------
+
+
+def test_fetch_verifies_and_writes_atomically(server, tmp_path):
+    url, state = server
+    dest = tmp_path / "a" / "b" / "payload.bin"
+    out = fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False, chunk=CHUNK)
+    assert out == dest and dest.read_bytes() == PAYLOAD
+    assert "range" not in state.requests[0]
+    assert _leftovers(tmp_path) == []
+    # present and verified: reused without a request
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA.upper(), progress=False)
+    assert len(state.requests) == 1
+
+
+def test_fetch_without_hash_warns_with_computed_sha(server, tmp_path, caplog):
+    url, state = server
+    dest = tmp_path / "payload.bin"
+    with caplog.at_level(logging.WARNING, logger="dos_bench.data.download"):
+        fetch(f"{url}/payload.bin", dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert PAYLOAD_SHA in caplog.text
+    # exists and no hash known: reused as is
+    fetch(f"{url}/payload.bin", dest, None, progress=False)
+    assert len(state.requests) == 1
+
+
+def test_fetch_resumes_after_cut(server, tmp_path):
+    url, state = server
+    half = len(PAYLOAD) // 2
+    state.cut_after = half
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(DataError, match="interrupted") as err:
+        fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False, chunk=CHUNK, retries=0)
+    assert "rerun to resume" in str(err.value)
+    assert not dest.exists()
+    part = part_path(dest)
+    assert part.read_bytes() == PAYLOAD[:half]
+
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False, chunk=CHUNK, retries=0)
+    assert state.requests[-1]["range"] == f"bytes={half}-"
+    assert dest.read_bytes() == PAYLOAD
+    assert not part.exists() and _leftovers(tmp_path) == []
+
+
+def test_fetch_resumes_automatically_within_one_call(server, tmp_path):
+    url, state = server
+    state.cut_after = 10_000
+    dest = tmp_path / "payload.bin"
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False, chunk=CHUNK, retries=1)
+    assert [r.get("range") for r in state.requests] == [None, "bytes=10000-"]
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_fetch_restarts_when_server_ignores_range(server, tmp_path):
+    url, state = server
+    state.cut_after = 30_000
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(DataError):
+        fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False, chunk=CHUNK, retries=0)
+    state.ignore_range = True
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False, chunk=CHUNK)
+    assert state.requests[-1]["range"] == "bytes=30000-"  # asked, got a 200, started over
+    assert dest.read_bytes() == PAYLOAD
+    assert _leftovers(tmp_path) == []
+
+
+def test_fetch_part_already_complete_gets_416(server, tmp_path):
+    url, state = server
+    dest = tmp_path / "payload.bin"
+    part_path(dest).write_bytes(PAYLOAD)
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False)
+    assert state.requests[-1]["range"] == f"bytes={len(PAYLOAD)}-"
+    assert dest.read_bytes() == PAYLOAD and _leftovers(tmp_path) == []
+
+
+def test_fetch_oversized_part_restarts(server, tmp_path):
+    url, state = server
+    dest = tmp_path / "payload.bin"
+    part_path(dest).write_bytes(b"junk" * 40_000)  # longer than the file: server answers 416
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False)
+    assert [r.get("range") for r in state.requests] == ["bytes=160000-", None]
+    assert dest.read_bytes() == PAYLOAD and _leftovers(tmp_path) == []
+
+
+def test_fetch_checksum_mismatch(server, tmp_path):
+    url, state = server
+    state.wrong_content = True
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(DataError) as err:
+        fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False)
+    msg = str(err.value)
+    bad_sha = hashlib.sha256(b"X" * len(PAYLOAD)).hexdigest()
+    assert f"expected {PAYLOAD_SHA}" in msg and f"got {bad_sha}" in msg
+    assert f"{url}/payload.bin" in msg
+    assert not dest.exists() and not part_path(dest).exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_replaces_a_corrupt_existing_file(server, tmp_path):
+    url, _ = server
+    dest = tmp_path / "payload.bin"
+    dest.write_bytes(b"stale")
+    fetch(f"{url}/payload.bin", dest, PAYLOAD_SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_fetch_offline_names_manual_path(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/jarvis/dft_3d.zip"
+    dest = tmp_path / "data" / "jarvis" / "dft_3d.zip"
+    with pytest.raises(DataError) as err:
+        fetch(url, dest, PAYLOAD_SHA, progress=False, timeout=5)
+    msg = str(err.value)
+    assert url in msg and str(dest) in msg and PAYLOAD_SHA in msg
+    assert not dest.exists() and _leftovers(tmp_path) == []
+
+
+def test_fetch_http_error(server, tmp_path):
+    url, _ = server
+    with pytest.raises(DataError, match="HTTP 404") as err:
+        fetch(f"{url}/missing.bin", tmp_path / "m.bin", None, progress=False)
+    assert f"{url}/missing.bin" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_timeout_keeps_part(server, tmp_path):
+    url, state = server
+    state.stall_after = 20_000
+    dest = tmp_path / "payload.bin"
+    with pytest.raises(DataError) as err:
+        fetch(f"{url}/payload.bin", dest, None, progress=False, timeout=0.3, chunk=CHUNK, retries=0)
+    state.release.set()
+    assert str(dest) in str(err.value)
+    assert part_path(dest).stat().st_size == 20_000 and not dest.exists()
+
+
+def test_fetch_rejects_malformed_sha(tmp_path):
+    with pytest.raises(ConfigError, match="64 hex"):
+        fetch("http://127.0.0.1:1/x", tmp_path / "x", "abc", progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# unpack
+# --------------------------------------------------------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def _tar(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tf.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("evil", ["../evil.txt", "sub/../../evil.txt", "/abs/evil.txt"])
+def test_zip_traversal_refused(tmp_path, evil):
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = _zip(tmp_path / "a.zip", {"ok.txt": b"ok", evil: b"pwned"})
+    with pytest.raises(DataError, match="refusing to unpack"):
+        unpack(archive, out, "zip")
+    assert list(out.iterdir()) == []  # nothing extracted, no temp dir left
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_tar_traversal_and_escaping_link_refused(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="refusing"):
+        unpack(_tar(tmp_path / "a.tar.gz", {"../evil.txt": b"x"}), out, "tar")
+    with pytest.raises(DataError, match="outside"):
+        unpack(_tar(tmp_path / "b.tar.gz", {"a.txt": b"x"}, {"link": "../../etc"}), out, "tar")
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_unpack_zip_and_tar(tmp_path):
+    members = {"top.txt": b"1", "dir/inner.json": b"{}"}
+    z = unpack(_zip(tmp_path / "a.zip", members), tmp_path / "z", "zip")
+    t = unpack(
+        _tar(tmp_path / "a.tgz", members, {"dir/alias": "inner.json"}), tmp_path / "t", "tar"
+    )
+    assert sorted(p.relative_to(tmp_path / "z").as_posix() for p in z) == sorted(members)
+    assert (tmp_path / "t" / "dir" / "inner.json").read_bytes() == b"{}"
+    assert (tmp_path / "t" / "dir" / "alias").is_symlink()
+    assert len(t) == 3 and _leftovers(tmp_path) == []
+    # unchanged archive, files present: no re-extraction
+    (tmp_path / "z" / "top.txt").write_bytes(b"edited")
+    unpack(tmp_path / "a.zip", tmp_path / "z", "zip")
+    assert (tmp_path / "z" / "top.txt").read_bytes() == b"edited"
+
+
+def test_unpack_corrupt_archive(tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a valid zip"):
+        unpack(bad, tmp_path / "out", "zip")
+    assert _leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------------------------
+# download_dataset
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset_cfg(url: str) -> dict:
+    zip_bytes = io.BytesIO()
+    with zipfile.ZipFile(zip_bytes, "w") as zf:
+        zf.writestr("jarvis/dft_3d.json", b"[1, 2, 3]")
+    return {
+        "name": "synthetic",
+        "kind": "edos",
+        "download": [
+            {
+                "url": f"{url}/payload.bin",
+                "sha256": PAYLOAD_SHA,
+                "path": "syn/raw.bin",
+                "unpack": None,
+            },
+            {"url": f"{url}/arch.zip", "sha256": None, "path": "syn/arch.zip", "unpack": "zip"},
+        ],
+    }, zip_bytes.getvalue()
+
+
+def test_download_dataset(server, tmp_path):
+    url, state = server
+    cfg, zip_data = _dataset_cfg(url)
+    state.files["/arch.zip"] = zip_data
+    paths = download_dataset(cfg, tmp_path, progress=False)
+    assert paths == [tmp_path / "syn" / "raw.bin", tmp_path / "syn" / "arch.zip"]
+    assert (tmp_path / "syn" / "raw.bin").read_bytes() == PAYLOAD
+    assert (tmp_path / "syn" / "jarvis" / "dft_3d.json").read_bytes() == b"[1, 2, 3]"
+    assert _leftovers(tmp_path) == []
+    # second run: everything present, no new requests
+    n = len(state.requests)
+    download_dataset(cfg, tmp_path, progress=False)
+    assert len(state.requests) == n
+
+
+def test_download_dataset_omegaconf_interpolation(server, tmp_path):
+    from omegaconf import OmegaConf
+
+    url, _ = server
+    root = OmegaConf.create(
+        {
+            "base": url,
+            "dataset": {
+                "name": "interp",
+                "download": [{"url": "${base}/payload.bin", "sha256": None, "path": "p.bin"}],
+            },
+        }
+    )
+    assert download_dataset(root.dataset, tmp_path, progress=False) == [tmp_path / "p.bin"]
+
+
+def test_toy_dataset_has_nothing_to_download(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="dos_bench.data.download"):
+        assert download_dataset({"name": "toy_edos", "kind": "edos"}, tmp_path) == []
+    assert "generated locally" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_requires_env_missing_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    cfg = {"name": "mp_edos_128", "requires_env": "MP_API_KEY", "download": []}
+    with pytest.raises(DataError, match="MP_API_KEY") as err:
+        download_dataset(cfg, tmp_path)
+    assert "Materials Project dashboard" in str(err.value)
+
+
+def test_requires_env_without_mp_api_says_pip_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("MP_API_KEY", "dummy")
+    monkeypatch.setitem(sys.modules, "mp_api", None)  # make the import fail
+    monkeypatch.setitem(sys.modules, "mp_api.client", None)
+    cfg = {"name": "mp_edos_128", "requires_env": "MP_API_KEY"}
+    with pytest.raises(DataError, match="pip install mp-api"):
+        download_dataset(cfg, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "entry, key",
+    [
+        ({"url": "http://x/a", "path": "../a", "sha256": None}, "path"),
+        ({"url": "http://x/a", "path": "/abs/a", "sha256": None}, "path"),
+        ({"url": "http://x/a", "path": "a", "sha256": None, "unpack": "rar"}, "unpack"),
+        ({"url": "http://x/a", "path": "a", "sha256": "nothex"}, "sha256"),
+        ({"path": "a"}, "url"),
+    ],
+)
+def test_bad_download_entries(entry, key):
+    with pytest.raises(ConfigError, match=rf"download\[0\]\.{key}"):
+        dataset_entries({"name": "bad", "download": [entry]})
+
+
+# --------------------------------------------------------------------------------------------
+# the dos-data CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _conf_dir(tmp_path: Path, url: str) -> Path:
+    conf = tmp_path / "conf"
+    (conf / "dataset").mkdir(parents=True)
+    (conf / "paths").mkdir()
+    (conf / "train.yaml").write_text(
+        "defaults:\n  - dataset: toy\n  - paths: default\n  - _self_\nprogress: true\n"
+    )
+    (conf / "paths" / "default.yaml").write_text(f"data_dir: {tmp_path / 'default_data'}\n")
+    (conf / "dataset" / "toy.yaml").write_text("name: toy\nkind: edos\n")
+    (conf / "dataset" / "remote.yaml").write_text(
+        "name: remote\nkind: edos\ndownload:\n"
+        f"  - url: {url}/payload.bin\n    sha256: {PAYLOAD_SHA}\n"
+        "    path: remote/payload.bin\n    unpack: null\n"
+    )
+    (conf / "dataset" / "mp.yaml").write_text(
+        "name: mp\nkind: edos\nrequires_env: MP_API_KEY\ndownload: []\n"
+    )
+    return conf
+
+
+def test_cli_download_and_list(server, tmp_path, capsys):
+    url, state = server
+    conf = _conf_dir(tmp_path, url)
+    data = tmp_path / "scratch"
+    rc = cli.main(["download", "remote", "toy", f"paths.data_dir={data}", "--no-progress"], conf)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert (data / "remote" / "payload.bin").read_bytes() == PAYLOAD
+    assert "toy: generated locally" in out
+    rc = cli.main(["list", f"paths.data_dir={data}"], conf)
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "present" in out and "remote/payload.bin" in out and "MP_API_KEY" in out
+
+
+def test_cli_offline_one_line_error(tmp_path, capsys):
+    conf = _conf_dir(tmp_path, f"http://127.0.0.1:{_closed_port()}")
+    data = tmp_path / "offline"
+    rc = cli.main(["download", "remote", f"paths.data_dir={data}", "progress=false"], conf)
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dos-data: error:")
+    assert str(data / "remote" / "payload.bin") in lines[0] and "Traceback" not in err
+    assert _leftovers(tmp_path) == []
+
+
+def test_cli_unknown_dataset_lists_known(tmp_path, capsys):
+    conf = _conf_dir(tmp_path, "http://127.0.0.1:1")
+    assert cli.main(["download", "nope"], conf) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'nope'" in err and "mp, remote, toy" in err
+
+
+def test_cli_missing_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MP_API_KEY", raising=False)
+    conf = _conf_dir(tmp_path, "http://127.0.0.1:1")
+    assert cli.main(["download", "mp"], conf) == 2
+    assert "MP_API_KEY" in capsys.readouterr().err
+
+
+def test_cli_bad_override(tmp_path, capsys):
+    conf = _conf_dir(tmp_path, "http://127.0.0.1:1")
+    assert cli.main(["download", "toy", "no_such_key.x=1"], conf) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_real_conf_toy(capsys, tmp_path):
+    assert cli.main(["download", "toy_edos", f"paths.data_dir={tmp_path}"]) == 0
+    assert "generated locally" in capsys.readouterr().out
+    assert os.listdir(tmp_path) == []
