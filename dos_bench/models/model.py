@@ -1,0 +1,79 @@
+"""An encoder and a head, composed (design.md "The encoder × head grid").
+
+An encoder maps a PyG batch of crystal graphs to :class:`EncoderOutput` (node embeddings, the
+batch vector and a pooled crystal embedding); a head maps that to the spectrum in representation
+space. Any encoder combines with any head: the head is built from the encoder's output sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = ["EncoderOutput", "DOSModel"]
+
+
+@dataclass
+class EncoderOutput:
+    """What every encoder returns.
+
+    Shapes:
+        node: ``(n_atoms_in_batch, node_dim)``; batch: ``(n_atoms_in_batch,)`` graph index of
+        each atom; graph: ``(B, graph_dim)`` pooled crystal embedding.
+    """
+
+    node: Tensor
+    batch: Tensor
+    graph: Tensor
+
+
+class DOSModel(nn.Module):
+    """Encoder + head.
+
+    Args:
+        encoder: module with attributes ``node_dim`` and ``graph_dim`` returning
+            :class:`EncoderOutput`.
+        head: a *partial* head constructor called as ``head(node_dim=, graph_dim=, out_dim=)``;
+            the head's ``forward(enc, batch, target=None)`` returns a tensor ``(B, out_dim)`` or a
+            dict with ``pred`` and extras (keys starting with ``pred`` go through the target
+            representation's link).
+        out_dim: length of the predicted representation (grid points, or latent size).
+        name: the model's name in tables (``graph_network``, ``D-ALIGNN``, ...).
+        graph: the crystal-graph recipe this model expects (cutoff, neighbours); kept so that a
+            checkpoint can rebuild the right graphs for new crystals.
+        atom_features: name of the atom-feature table (``cgcnn``, ``onehot``, ``mass_onehot``).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: Callable[..., nn.Module],
+        out_dim: int,
+        name: str = "model",
+        graph: dict[str, Any] | None = None,
+        atom_features: str = "cgcnn",
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head(node_dim=encoder.node_dim, graph_dim=encoder.graph_dim, out_dim=out_dim)
+        self.out_dim = out_dim
+        self.name = name
+        self.graph_recipe = dict(graph or {})
+        self.atom_features = atom_features
+
+    def forward(self, batch, target: Tensor | None = None) -> dict[str, Tensor]:
+        """Returns a dict with ``pred`` ``(B, out_dim)`` plus any head-specific extras.
+
+        ``target`` is the encoded target ``(B, out_dim)`` during training and validation (heads
+        with a label branch, Mat2Spec, use it; it must never reach the ``pred`` path) and ``None``
+        for new crystals.
+        """
+        enc = self.encoder(batch)
+        out = self.head(enc, batch, target)
+        return out if isinstance(out, dict) else {"pred": out}
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)

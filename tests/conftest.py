@@ -1,0 +1,40 @@
+"""Shared fixtures: compose the real Hydra config and shrink it (lightning-hydra-template style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+TINY_N = 96
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One toy-data directory for the whole session (tiny sets are generated once)."""
+    return tmp_path_factory.mktemp("data")
+
+
+def compose_cfg(overrides: list[str], data_dir: Path, out_dir: Path) -> DictConfig:
+    base = [
+        f"paths.data_dir={data_dir}",
+        f"paths.output_dir={out_dir}",
+        f"dataset.source.n_materials={TINY_N}",
+        "progress=false",
+        "trainer=debug",
+        "data.batch_size=16",
+        "num_threads=1",
+    ]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=base + list(overrides))
+
+
+@pytest.fixture
+def make_cfg(data_dir, tmp_path):
+    def _make(*overrides: str) -> DictConfig:
+        return compose_cfg(list(overrides), data_dir, tmp_path / "run")
+
+    return _make
