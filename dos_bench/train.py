@@ -90,6 +90,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     tt = build(cfg.target_repr)
     dm = build(cfg.data, extra_columns=list(tt.required_columns), _convert_="all")
     dm.setup("fit")
+    if getattr(tt, "name", "") == "valence_norm" and dm.records.attrs.get("valence_normalised"):
+        raise ConfigError(
+            f"target_repr=valence_norm: dataset {dm.name} is already divided by the valence "
+            "electron count (see its attrs['valence_check']); use target_repr=raw"
+        )
     tt.fit(dm.part_targets("train"), batch=dm.part_columns("train", tt.required_columns))
     DATA_INFO.clear()
     DATA_INFO.update(

@@ -78,3 +78,60 @@ def test_bad_config_values_fail_clearly(make_cfg, override, match):
 
     with pytest.raises(ConfigError, match=match):
         train(make_cfg(override))
+
+
+def test_second_run_reuses_cached_graphs(make_cfg, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    cfg = make_cfg("model=mlp", "dataset.source.seed=5", "data_seed=5")
+    first = train(cfg)
+    assert any("building graphs" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    second = train(make_cfg("model=mlp", "dataset.source.seed=5", "data_seed=5"))
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("reusing cached graphs" in m for m in msgs)
+    assert not any("building graphs" in m for m in msgs)
+    assert second["timing"]["time_to_first_batch_s"] < first["timing"]["time_to_first_batch_s"]
+
+
+def test_corrupted_graph_cache_stops_with_file_name(make_cfg, data_dir):
+    from dos_bench.io import DataError
+
+    cfg = make_cfg("model=mlp", "data_seed=7")
+    train(cfg)
+    caches = sorted((data_dir / "graphs").glob("graphs-*.npz"), key=lambda p: p.stat().st_mtime)
+    victim = caches[-1]
+    blob = victim.read_bytes()
+    victim.write_bytes(blob[: len(blob) // 3])
+    try:
+        with pytest.raises(DataError, match=str(victim.name)):
+            train(make_cfg("model=mlp", "data_seed=7"))
+    finally:
+        victim.unlink()
+
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0])
+def test_bad_spectrum_record_stops_with_record_id(make_cfg, tmp_path, bad):
+    from hydra.utils import instantiate
+
+    from dos_bench.data.records import RecordSet
+    from dos_bench.io import DataError
+
+    cfg = make_cfg("dataset=toy_phdos", "model=mlp", f"paths.data_dir={tmp_path / 'd'}")
+    source = instantiate(cfg.dataset.source)
+    rs = source.load(tmp_path / "d")
+    rs.spectra[3, 10] = bad
+    path = source.cache_path(tmp_path / "d")
+    # write the damaged set as if the cache had been tampered with (bypassing validation)
+    arrays = dict(np.load(path, allow_pickle=False))
+    arrays["spectra"] = rs.spectra
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(DataError, match=str(rs.ids[3])):
+        train(cfg)
+    with pytest.raises(DataError, match=str(rs.ids[3])):
+        RecordSet.load(path)
+    run = Path(cfg.paths.output_dir)
+    assert not (run / "metrics.json").exists()
+    assert not list(tmp_path.rglob("*.tmp"))

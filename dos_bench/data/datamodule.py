@@ -26,6 +26,18 @@ from dos_bench.io import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
+
+def structure_fingerprint(rs: RecordSet) -> str:
+    """sha256 over the ids, lattices, atomic numbers and coordinates of a record set."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for arr in (rs.ids.astype(str), rs.ptr, rs.lattices, rs.numbers, rs.frac_coords):
+        a = np.ascontiguousarray(arr)
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
 __all__ = ["DOSDataModule"]
 
 
@@ -100,7 +112,9 @@ class DOSDataModule(L.LightningDataModule):
         self.grid = np.asarray(self.recipe.grid, dtype=np.float64)
         self.split: Split = self.splitter(rs)
         log.info("%s", format_split_stats(rs, self.split))
-        dataset_key = {"source": self.source.cache_key(), "limit": self.limit}
+        # the graph cache is keyed by the structures themselves (a hash of the arrays), so a
+        # changed raw file or source option can never reuse stale graphs
+        dataset_key = {"structures": structure_fingerprint(rs), "name": self.name}
         graphs = load_or_build_graphs(
             rs, self.graph_recipe, self.cache_dir, dataset_key, progress=self.progress
         )

@@ -22,6 +22,7 @@ validation and test unchanged: the Mat2Spec data-size study, Fig. 4, r ∈ {1/2,
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ import numpy as np
 
 from dos_bench.data.records import RecordSet
 from dos_bench.io import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Split",
@@ -330,13 +333,31 @@ class IndexFileSplit(Splitter):
         arrays = self.load_indices()
         sources = [self.path] * 3 if self.path is not None else list(self.texts)
         n = len(rs)
-        for a, src, part in zip(arrays, sources, PARTS, strict=True):
-            bad = a[(a < 0) | (a >= n)]
+        if "source_row" in rs.meta:
+            # published indices are rows of the published file; records that failed to load
+            # shift positions, so map rows to positions and drop rows that did not load
+            rows = rs.meta["source_row"].astype(np.int64)
+            n = int(rows.max()) + 1
+            pos = np.full(n, -1, dtype=np.int64)
+            pos[rows] = np.arange(len(rows))
+        else:
+            pos = None
+        for k, (a, src, part) in enumerate(zip(arrays, sources, PARTS, strict=True)):
+            bad = a[(a < 0) | (a >= n)] if pos is None else a[a < 0]
             if bad.size:
                 raise DataError(
                     f"{src}: {part} index {int(bad[0])} is out of range for a dataset of {n} "
                     "records (index files refer to the published record order)"
                 )
+            if pos is not None:
+                mapped = np.where(a < len(pos), pos[np.minimum(a, len(pos) - 1)], -1)
+                missing = a[mapped < 0]
+                if missing.size:
+                    log.warning(
+                        "%s: %d %s rows did not load and are left out of the split (first: %d)",
+                        src, missing.size, part, int(missing[0]),
+                    )
+                arrays[k] = mapped[mapped >= 0]
         try:
             return Split(*arrays)
         except DataError as exc:

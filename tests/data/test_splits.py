@@ -171,3 +171,17 @@ def test_published_phonon_split_files_load():
     tr, va, te = txt.load_indices()
     assert (len(tr), len(va), len(te)) == (1192, 141, 189)
     assert max(map(np.max, (tr, va, te))) <= 1521
+
+
+def test_index_file_maps_published_rows_through_source_row(tmp_path):
+    # rows 0..6 were published; row 2 failed to load, so records sit at shifted positions
+    s = Structure(Lattice.cubic(3.0), ["Si"], [[0, 0, 0]])
+    rows = [0, 1, 3, 4, 5, 6]
+    rs = RecordSet.from_records(
+        [DOSRecord(f"m{r}", s, np.arange(3.0), np.ones(3), {"source_row": r}) for r in rows]
+    )
+    for name, idx in [("tr", [0, 1, 2, 3]), ("va", [4]), ("te", [5, 6])]:
+        (tmp_path / f"{name}.txt").write_text("\n".join(map(str, idx)) + "\n")
+    sp = IndexFileSplit(train="tr.txt", val="va.txt", test="te.txt", base_dir=str(tmp_path))(rs)
+    assert rs.ids[sp.train].tolist() == ["m0", "m1", "m3"]
+    assert rs.ids[sp.val].tolist() == ["m4"] and rs.ids[sp.test].tolist() == ["m5", "m6"]
