@@ -97,6 +97,9 @@ class DOSLitModule(L.LightningModule):
             )
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=batch.num_graphs)
+        for k, v in (getattr(self.loss_fn, "last_components", None) or {}).items():
+            self.log(f"train/loss_{k}", v, on_step=False, on_epoch=True,
+                     batch_size=batch.num_graphs)
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:

@@ -31,14 +31,15 @@ __all__ = [
     "Autoencoder",
 ]
 
-_LINKS = ("none", "relu", "softplus", "softmax")
+_LINKS = ("none", "relu", "softplus", "softmax", "relu_max")
 
 
 class TargetTransform(nn.Module):
     """Base class. Subclasses implement :meth:`_scale`, :meth:`_encode`, :meth:`_decode`.
 
     Args:
-        link: activation applied to model outputs (``none``, ``relu``, ``softplus``, ``softmax``).
+        link: activation applied to model outputs (``none``, ``relu``, ``softplus``, ``softmax``,
+            ``relu_max``: ReLU then division by the row maximum, Mat2Spec's normalized_max output).
         clip_native: clamp decoded spectra at zero (a DOS is non-negative; DOSTransformer clamps
             predictions before its metrics, facts.md §2.6).
 
@@ -90,6 +91,9 @@ class TargetTransform(nn.Module):
             return torch.relu(out)
         if self.link_name == "softplus":
             return nn.functional.softplus(out)
+        if self.link_name == "relu_max":
+            r = torch.relu(out)
+            return r / (r.amax(dim=-1, keepdim=True) + 1e-8)
         return torch.softmax(out.float(), dim=-1)
 
     def extra_repr(self) -> str:

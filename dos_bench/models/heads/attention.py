@@ -1,0 +1,229 @@
+r"""Attention building blocks shared by the sequence / energy-token heads.
+
+One implementation of each piece, used by :mod:`cross_attention` (DOSTransformer §3),
+:mod:`seq_transformer` (Xtal2DoS §2.3) and :mod:`rnn` (Xtal2DoS Luong attention):
+
+- :func:`attend` — scaled dot-product attention with an optional key padding mask and/or causal
+  mask, on top of :func:`torch.nn.functional.scaled_dot_product_attention`;
+- :func:`dense_atoms` — the atoms of each crystal as a padded ``(B, n_max, d)`` tensor and its
+  mask (``torch_geometric.utils.to_dense_batch``), the form every atom-attention needs;
+- :class:`MultiHeadAttention` — Q/K/V (and optional output) projections around :func:`attend`;
+- :class:`FeedForward` — position-wise ``Linear(d→d_ff) – act – dropout – Linear(d_ff→d)``;
+- :class:`TransformerLayer` — a pre-LN block with an optional (causal) self-attention sub-layer,
+  an optional source/cross-attention sub-layer over a padded memory, and an FFN:
+
+.. math::
+    x &\leftarrow x + \mathrm{Drop}(\mathrm{SelfAttn}(\mathrm{LN}(x)))\\
+    x &\leftarrow x + \mathrm{Drop}(\mathrm{CrossAttn}(\mathrm{LN}(x), m, \text{mask}))\\
+    x &\leftarrow x + \mathrm{Drop}(\mathrm{FFN}(\mathrm{LN}(x)))
+
+A stack of these layers is followed by a final ``LayerNorm`` in the heads (pre-LN convention).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.utils import to_dense_batch
+
+from dos_bench.io import ConfigError
+from dos_bench.models.layers import activation
+
+__all__ = ["attend", "dense_atoms", "MultiHeadAttention", "FeedForward", "TransformerLayer"]
+
+
+def dense_atoms(node: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
+    """Node embeddings as a padded batch.
+
+    Shapes:
+        node ``(n, d)``, batch ``(n,)`` → atoms ``(B, n_max, d)`` (zeros at padding),
+        mask ``(B, n_max)`` bool, ``True`` at real atoms.
+    """
+    return to_dense_batch(node, batch, batch_size=num_graphs)
+
+
+def attend(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_mask: Tensor | None = None,
+    causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> Tensor:
+    r"""Scaled dot-product attention :math:`\mathrm{softmax}(QK^\top s + \text{mask})\,V`.
+
+    Args:
+        q, k, v: queries, keys and values (heads, if any, as a leading dimension after the batch).
+        key_mask: ``True`` at keys that may be attended to (padding = ``False``); masked keys get
+            exactly zero weight. Every query must have at least one valid key.
+        causal: query ``i`` attends only to keys ``j ≤ i`` (needs ``n_q == n_k``).
+        dropout_p: dropout on the attention probabilities (pass 0 in eval mode).
+        scale: score scale :math:`s`; default :math:`1/\sqrt{d_k}`; ``1.0`` gives Luong "dot".
+
+    Shapes:
+        q ``(B, [h,] n_q, d_k)``, k ``(B, [h,] n_k, d_k)``, v ``(B, [h,] n_k, d_v)``,
+        key_mask ``(B, n_k)`` → ``(B, [h,] n_q, d_v)``.
+    """
+    mask = None
+    if key_mask is not None:
+        # broadcast over (heads,) queries: (B, 1, ..., 1, n_k)
+        mask = key_mask.view(key_mask.shape[0], *([1] * (q.dim() - 2)), key_mask.shape[1])
+        if causal:
+            n_q, n_k = q.shape[-2], k.shape[-2]
+            tri = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril()
+            mask = mask & tri
+            causal = False
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal, scale=scale
+    )
+
+
+class MultiHeadAttention(nn.Module):
+    r"""Multi-head attention with key padding / causal masks (Vaswani et al. 2017).
+
+    .. math::
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{(XW_Q^h)(YW_K^h)^\top}{\sqrt{d/H}}\Big)
+        YW_V^h, \qquad \mathrm{out} = [\mathrm{head}_1; \dots; \mathrm{head}_H]\,W_O
+
+    Args:
+        d_model: query (and output) width ``d``.
+        n_heads: number of heads ``H`` (``d`` must be divisible by ``H``).
+        kv_dim: width of the key/value input (default ``d_model``).
+        attn_dropout: dropout on the attention probabilities (training only).
+        out_proj: apply the output projection :math:`W_O` (``False`` = identity, the single-head
+            formula of DOSTransformer eq. 2 has none).
+        bias: biases in the projections.
+
+    Shapes:
+        x ``(B, n_q, d)``, y ``(B, n_k, kv_dim)``, key_mask ``(B, n_k)`` → ``(B, n_q, d)``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int = 1,
+        kv_dim: int | None = None,
+        attn_dropout: float = 0.0,
+        out_proj: bool = True,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ConfigError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        kv_dim = d_model if kv_dim is None else kv_dim
+        self.d_model, self.n_heads, self.attn_dropout = d_model, n_heads, attn_dropout
+        self.q = nn.Linear(d_model, d_model, bias=bias)
+        self.k = nn.Linear(kv_dim, d_model, bias=bias)
+        self.v = nn.Linear(kv_dim, d_model, bias=bias)
+        self.o = nn.Linear(d_model, d_model, bias=bias) if out_proj else nn.Identity()
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.n_heads, self.d_model // self.n_heads).transpose(1, 2)
+
+    def forward(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        key_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        y = x if y is None else y
+        q, k, v = self._split(self.q(x)), self._split(self.k(y)), self._split(self.v(y))
+        p = self.attn_dropout if self.training else 0.0
+        h = attend(q, k, v, key_mask=key_mask, causal=causal, dropout_p=p)
+        b, _, n, _ = h.shape
+        return self.o(h.transpose(1, 2).reshape(b, n, self.d_model))
+
+
+class FeedForward(nn.Module):
+    """Position-wise ``Linear(d→d_ff) – act – Dropout – Linear(d_ff→d)``.
+
+    Shapes:
+        ``(*, d)`` → ``(*, d)``.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, act: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, d_ff),
+            activation(act),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, d_model),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class TransformerLayer(nn.Module):
+    """A pre-LN transformer block (see the module docstring for the equations).
+
+    Args:
+        d_model: token width ``d``.
+        n_heads: attention heads (both sub-layers).
+        d_ff: FFN hidden width.
+        self_attn: include the self-attention sub-layer (Xtal2DoS decoder).
+        cross_attn: include the cross/source-attention sub-layer over a memory.
+        attn_dropout: dropout on attention probabilities.
+        dropout: residual dropout after each sub-layer.
+        act: FFN activation.
+        memory_norm: LayerNorm the memory before the cross-attention (the keys/values are then
+            normalised like the queries, as in cross-modal pre-LN transformers).
+        out_proj: output projection in the attention sub-layers.
+
+    Shapes:
+        x ``(B, n, d)``, memory ``(B, n_m, d)``, memory_mask ``(B, n_m)`` → ``(B, n, d)``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int = 1,
+        d_ff: int = 1024,
+        self_attn: bool = False,
+        cross_attn: bool = True,
+        attn_dropout: float = 0.0,
+        dropout: float = 0.0,
+        act: str = "relu",
+        memory_norm: bool = False,
+        out_proj: bool = True,
+    ) -> None:
+        super().__init__()
+        if not (self_attn or cross_attn):
+            raise ConfigError("a TransformerLayer needs self_attn and/or cross_attn")
+        self.self_attn = (
+            MultiHeadAttention(d_model, n_heads, attn_dropout=attn_dropout, out_proj=out_proj)
+            if self_attn
+            else None
+        )
+        self.norm_self = nn.LayerNorm(d_model) if self_attn else None
+        self.cross_attn = (
+            MultiHeadAttention(d_model, n_heads, attn_dropout=attn_dropout, out_proj=out_proj)
+            if cross_attn
+            else None
+        )
+        self.norm_cross = nn.LayerNorm(d_model) if cross_attn else None
+        self.norm_memory = nn.LayerNorm(d_model) if (cross_attn and memory_norm) else None
+        self.ffn = FeedForward(d_model, d_ff, act=act, dropout=0.0)
+        self.norm_ffn = nn.LayerNorm(d_model)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        if self.self_attn is not None:
+            h = self.norm_self(x)
+            x = x + self.drop(self.self_attn(h, causal=causal))
+        if self.cross_attn is not None:
+            if memory is None:
+                raise ValueError("this TransformerLayer has a cross-attention and needs a memory")
+            m = self.norm_memory(memory) if self.norm_memory is not None else memory
+            x = x + self.drop(self.cross_attn(self.norm_cross(x), m, key_mask=memory_mask))
+        return x + self.drop(self.ffn(self.norm_ffn(x)))
