@@ -230,10 +230,18 @@ def mass_onehot_features() -> np.ndarray:
     return _MASS_ONEHOT_TABLE.copy()
 
 
+def _alignn5() -> np.ndarray:
+    """ALIGNN-DOS §2 five element attributes (see :mod:`dos_bench.data.element_tables`)."""
+    from dos_bench.data.element_tables import alignn_dos_features
+
+    return alignn_dos_features()
+
+
 ATOM_FEATURE_SETS: dict[str, Callable[[], np.ndarray]] = {
     "cgcnn": cgcnn_features,
     "onehot": onehot_features,
     "mass_onehot": mass_onehot_features,
+    "alignn5": _alignn5,
 }
 """Atom feature tables by name; each value returns an ``(n_Z, d)`` float32 table."""
 

@@ -1,0 +1,329 @@
+r"""ALIGNN encoder on PyG / plain torch (ALIGNN-DOS §2; facts.md §1.2–1.3).
+
+Atomistic Line Graph Neural Network (Choudhary & DeCost 2021), as used for the DOS by
+Kaundinya et al. (ALIGNN-DOS, §2 and §3).  Two graphs are updated alternately:
+
+* the **crystal graph** :math:`G`: nodes = atoms (features :math:`v_i`), edges = bonds
+  (features :math:`u_{e}`, from the bond length);
+* the **line graph** :math:`\mathcal L(G)`: nodes = the bonds of :math:`G` (they share the
+  features :math:`u_e`), edges = pairs of bonds meeting at an atom (features :math:`t`, from the
+  bond-angle cosine).
+
+Line graph (built on the fly in ``forward``, vectorised; :func:`line_graph`)
+----------------------------------------------------------------------------
+Crystal-graph edges follow the package convention (``dos_bench.data.graphs``): edge
+:math:`e = (j \to i)` has source ``edge_index[0] = j`` (neighbour), target
+``edge_index[1] = i`` (centre) and vector :math:`\mathbf r_e = \mathbf x_j + \mathbf n_e L -
+\mathbf x_i` (centre → neighbour, :func:`~dos_bench.data.graphs.edge_vectors`).  As in ALIGNN
+(DGL ``line_graph``), the line graph has an edge :math:`e_1 \to e_2` for every pair with
+
+.. math::
+    e_1 = (k \to j),\quad e_2 = (j \to i),\qquad \text{target}(e_1) = \text{source}(e_2) = j,
+
+i.e. for each bond :math:`e_2` all bonds arriving at its source atom :math:`j`; messages flow
+from :math:`e_1` to :math:`e_2`.  The angle is the one at the shared atom :math:`j` between
+its neighbours :math:`k` and :math:`i` (ALIGNN: ``r1 = -r(src edge)``, ``r2 = r(dst edge)``
+with ALIGNN's source→target bond vectors, which are minus ours):
+
+.. math::
+    \cos\theta_{e_1 e_2} = \operatorname{clamp}\Big(
+        -\frac{\mathbf r_{e_1}\cdot\mathbf r_{e_2}}{\lVert\mathbf r_{e_1}\rVert\,
+        \lVert\mathbf r_{e_2}\rVert},\,-1,\,1\Big).
+
+``backtracking=True`` (ALIGNN/DGL default) keeps the pair of a bond with its own reverse
+(:math:`k = i` *and the same periodic image*, i.e. :math:`\mathbf n_{e_1} + \mathbf n_{e_2} =
+0`), whose cosine is +1; ``False`` drops exactly those pairs (a different periodic image of
+:math:`i` is a different bond and stays).  With :math:`d_a` the in-degree of atom :math:`a`,
+the line graph has :math:`\sum_{e} d_{\text{source}(e)}` edges (fcc, 12 neighbours: 144 per
+atom).
+
+Edge-gated graph convolution (:class:`EdgeGatedConv`, ALIGNN-DOS eqs. 1–3; ALIGNN code)
+-----------------------------------------------------------------------------------------
+For a graph with node features :math:`h` and edge features :math:`e_{ji}` (edge
+:math:`j \to i`):
+
+.. math::
+    m_{ji} &= W_s h_j + W_d h_i + W_e e_{ji} \\
+    \hat\eta_{ji} &= \frac{\sigma(m_{ji})}{\sum_{j' \in N(i)} \sigma(m_{j'i}) + 10^{-6}} \\
+    h_i' &= h_i + \operatorname{SiLU}\Big(\operatorname{BN}\big(W_1 h_i +
+            \textstyle\sum_{j \in N(i)} \hat\eta_{ji} \odot W_2 h_j\big)\Big) \\
+    e_{ji}' &= e_{ji} + \operatorname{SiLU}(\operatorname{BN}(m_{ji}))
+
+(all :math:`W` with biases).  One ALIGNN layer = an edge-gated conv on the line graph (nodes
+:math:`u`, edges :math:`t`) followed by one on the crystal graph (nodes :math:`v`, edges the
+updated :math:`u`); then ``gcn_layers`` edge-gated convs on the crystal graph alone.
+
+Embeddings (ALIGNN code): atoms ``Linear(in_dim→256)+BN+SiLU``; bonds: 80 Gaussians on
+[0, 8] Å → ``Linear(80→64)+BN+SiLU`` → ``Linear(64→256)+BN+SiLU``; angles: 40 Gaussians on
+[−1, 1] → ``Linear(40→64)+BN+SiLU`` → ``Linear(64→256)+BN+SiLU``.  The Gaussians are ALIGNN's
+``RBFExpansion``: :math:`\exp(-(x-\mu_k)^2/\Delta)` with :math:`\Delta` the centre spacing
+(:class:`~dos_bench.models.layers.GaussianExpansion` with ``rbf_style="alignn"``).  Readout:
+average pooling over atoms (paper and code); the FC layers belong to the head.
+
+Paper vs code, and what is chosen here
+--------------------------------------
+* Order inside an ALIGNN layer: the paper (§2: "iterative modifications of the line graph and
+  crystal graph, in order") updates the line graph first — default ``order="line_first"``; the
+  ALIGNN code (``ALIGNNConv.forward``) updates the crystal graph first, then the line graph
+  with the new bond features — ``order="crystal_first"``.
+* Atom features: the paper concatenates five element attributes (feature set ``alignn5``,
+  :func:`dos_bench.data.element_tables.alignn_dos_features`); the code's default is the 92-d
+  CGCNN table (``cgcnn``).  The encoder takes either (``in_dim``); the model YAML chooses.
+* Edge-gate normalisation, BN + SiLU + residual placement, embeddings, 4 + 4 layers, hidden
+  256, embedding 64, 80/40 bins: ALIGNN code defaults (paper eq. 2 writes an activation around
+  the neighbour sum only; the code's placement is used).
+* ``atom_embedding_dim``: ALIGNN maps atoms straight to ``hidden``; an int inserts an
+  intermediate ``Linear+BN+SiLU`` of that width (as for bonds and angles).
+
+Unused parameters: the edge update of the last line-graph conv (its :math:`t'` is never read)
+and of the last crystal-graph conv are not built (ALIGNN builds them; they receive no gradient
+there), so every parameter here receives a gradient — except with ``order="crystal_first"``
+and ``gcn_layers=0``, where the last line-graph conv feeds nothing (as in ALIGNN).
+
+Graph recipe (model YAML, not this module): ``cutoff 8, max_neighbors 16, keep_ties true``
+(ALIGNN-DOS §2: 16 nearest neighbours; ALIGNN keeps all neighbours tied with the 16th).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import global_mean_pool
+
+from dos_bench.data.graphs import edge_vectors
+from dos_bench.io import ConfigError
+from dos_bench.models.layers import GaussianExpansion
+from dos_bench.models.model import EncoderOutput
+
+__all__ = ["ALIGNNEncoder", "EdgeGatedConv", "bond_cosines", "line_graph"]
+
+_ORDERS = ("line_first", "crystal_first")
+
+
+def line_graph(
+    edge_index: Tensor,
+    num_nodes: int,
+    edge_shift: Tensor | None = None,
+    backtracking: bool = True,
+) -> Tensor:
+    r"""Edges of the line graph of a (batched) crystal graph, vectorised.
+
+    Line-graph edge :math:`e_1 \to e_2` for every pair of crystal-graph edges with
+    ``edge_index[1, e1] == edge_index[0, e2]`` (the bond :math:`e_1 = (k \to j)` arrives at the
+    atom :math:`j` that sends :math:`e_2 = (j \to i)`).  Built without Python loops: the edges
+    are grouped by target atom (stable ``argsort``), and for each :math:`e_2` the
+    ``in_degree(source(e2))`` edges of its source atom are enumerated with
+    ``repeat_interleave``.
+
+    Args:
+        edge_index: crystal-graph edges (row 0 source = neighbour, row 1 target = centre).
+        num_nodes: number of atoms.
+        edge_shift: periodic image of every edge's source; needed only when
+            ``backtracking=False``.
+        backtracking: keep the pairs of a bond with its own reverse (same atoms, opposite
+            image), as ALIGNN/DGL do.
+
+    Returns:
+        ``(2, T)`` int64: row 0 the source bond :math:`e_1`, row 1 the target bond
+        :math:`e_2`; sorted by :math:`e_2`.
+
+    Shapes:
+        edge_index ``(2, E)``, edge_shift ``(E, 3)`` → ``(2, T)`` with
+        :math:`T = \sum_e \text{in\_degree}(\text{source}(e))`.
+    """
+    src, dst = edge_index[0], edge_index[1]
+    n_edges = src.numel()
+    device = src.device
+    by_target = torch.argsort(dst, stable=True)
+    in_deg = torch.bincount(dst, minlength=num_nodes)
+    first = torch.cumsum(in_deg, 0) - in_deg  # position of atom a's first incoming edge
+    counts = in_deg[src]  # number of e1 for every e2
+    total = int(counts.sum())
+    e2 = torch.repeat_interleave(torch.arange(n_edges, device=device), counts, output_size=total)
+    group_start = torch.cumsum(counts, 0) - counts
+    offset = torch.arange(total, device=device) - torch.repeat_interleave(
+        group_start, counts, output_size=total
+    )
+    e1 = by_target[first[src][e2] + offset]
+    if not backtracking:
+        if edge_shift is None:
+            raise ValueError("line_graph(backtracking=False) needs edge_shift")
+        same_bond = (src[e1] == dst[e2]) & (edge_shift[e1] + edge_shift[e2] == 0).all(dim=-1)
+        keep = ~same_bond
+        e1, e2 = e1[keep], e2[keep]
+    return torch.stack([e1, e2])
+
+
+def bond_cosines(vec: Tensor, lg_edge_index: Tensor) -> Tensor:
+    r"""Cosine of the angle at the shared atom for every line-graph edge, clamped to [−1, 1].
+
+    With ``vec`` the centre→neighbour vectors of :func:`~dos_bench.data.graphs.edge_vectors`,
+    :math:`\cos = -\mathbf r_{e_1}\cdot\mathbf r_{e_2} / (\lVert\mathbf r_{e_1}\rVert
+    \lVert\mathbf r_{e_2}\rVert)` (see the module docstring).  Zero-length vectors (self loops)
+    give 0.
+
+    Shapes:
+        vec ``(E, 3)``, lg_edge_index ``(2, T)`` → ``(T,)``.
+    """
+    unit = vec / vec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    cos = -(unit[lg_edge_index[0]] * unit[lg_edge_index[1]]).sum(dim=-1)
+    return cos.clamp(-1.0, 1.0)
+
+
+def _mlp_layer(i: int, o: int) -> nn.Sequential:
+    """ALIGNN ``MLPLayer``: Linear, BatchNorm1d, SiLU."""
+    return nn.Sequential(nn.Linear(i, o), nn.BatchNorm1d(o), nn.SiLU())
+
+
+class EdgeGatedConv(nn.Module):
+    r"""Edge-gated graph convolution with residuals (ALIGNN-DOS eqs. 1–3; ALIGNN code).
+
+    See the module docstring for the equations.  Messages flow from ``edge_index[0]`` (source
+    :math:`j`) to ``edge_index[1]`` (target :math:`i`).
+
+    Args:
+        dim: width of node and edge features (input = output, residual connections).
+        update_edges: compute and return the edge update :math:`e'`; ``False`` returns the
+            input edge features unchanged and builds no edge BatchNorm (for a last layer whose
+            edge output is never used).
+
+    Shapes:
+        h ``(N, dim)``, e ``(E, dim)``, edge_index ``(2, E)`` → ``(N, dim)``, ``(E, dim)``.
+    """
+
+    def __init__(self, dim: int, update_edges: bool = True) -> None:
+        super().__init__()
+        self.src_gate = nn.Linear(dim, dim)  # W_s, applied to the source j
+        self.dst_gate = nn.Linear(dim, dim)  # W_d, applied to the target i
+        self.edge_gate = nn.Linear(dim, dim)  # W_e
+        self.self_update = nn.Linear(dim, dim)  # W_1 (ALIGNN's ``src_update``)
+        self.nbr_update = nn.Linear(dim, dim)  # W_2 (ALIGNN's ``dst_update``)
+        self.bn_nodes = nn.BatchNorm1d(dim)
+        self.update_edges = update_edges
+        self.bn_edges = nn.BatchNorm1d(dim) if update_edges else None
+
+    def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+        src, dst = edge_index[0], edge_index[1]
+        # index_select: its backward (index_add_) is much faster on CPU than that of h[idx]
+        m = (
+            self.src_gate(h).index_select(0, src)
+            + self.dst_gate(h).index_select(0, dst)
+            + self.edge_gate(e)
+        )
+        sigma = torch.sigmoid(m)
+        msg = sigma * self.nbr_update(h).index_select(0, src)
+        num = h.new_zeros(h.shape).index_add_(0, dst, msg)
+        den = h.new_zeros(h.shape).index_add_(0, dst, sigma)
+        x = self.self_update(h) + num / (den + 1e-6)
+        h_out = h + nn.functional.silu(self.bn_nodes(x))
+        if self.bn_edges is None:
+            return h_out, e
+        return h_out, e + nn.functional.silu(self.bn_edges(m))
+
+
+class ALIGNNEncoder(nn.Module):
+    r"""ALIGNN crystal encoder (ALIGNN-DOS §2, §3; facts.md §1.2–1.3).
+
+    Args:
+        in_dim: atom feature size (92 for ``cgcnn``, the ALIGNN code default; 5 for
+            ``alignn5``, the paper's element attributes).
+        hidden: width of atom, bond and angle features (256, ALIGNN code).
+        embedding: intermediate width of the bond and angle embeddings (64, ALIGNN code).
+        alignn_layers: ALIGNN layers, each a line-graph then a crystal-graph edge-gated conv
+            (4; paper §3 "four ALIGNN edge-gated graph convolution updates", code default 4).
+        gcn_layers: edge-gated convs on the crystal graph alone after the ALIGNN layers
+            (4, ALIGNN code; the paper does not mention them).
+        edge_bins: Gaussians of the bond length on [0, ``cutoff``] Å (80, ALIGNN code).
+        angle_bins: Gaussians of the bond-angle cosine on [−1, 1] (40, ALIGNN code).
+        cutoff: last bond-length centre in Å (8, ALIGNN ``RBFExpansion(vmax=8)``).
+        order: ``"line_first"`` (paper §2, default) or ``"crystal_first"`` (ALIGNN code) —
+            which graph is updated first inside an ALIGNN layer.
+        backtracking: keep line-graph edges between a bond and its own reverse (cos = +1), as
+            ALIGNN (DGL ``line_graph`` default) does.
+        atom_embedding_dim: ``None`` (ALIGNN code): atoms ``Linear(in_dim→hidden)+BN+SiLU``;
+            an int adds an intermediate ``Linear+BN+SiLU`` of that width.
+
+    Shapes:
+        batch: ``x (n, in_dim)``, ``pos (n, 3)``, ``cell (B, 3, 3)``, ``edge_index (2, E)``,
+        ``edge_shift (E, 3)``, ``edge_dist (E,)``, ``batch (n,)`` → node ``(n, hidden)``,
+        graph ``(B, hidden)`` (mean over atoms).  Line graph: ``(2, T)``, T ≈ E·degree.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        hidden: int = 256,
+        embedding: int = 64,
+        alignn_layers: int = 4,
+        gcn_layers: int = 4,
+        edge_bins: int = 80,
+        angle_bins: int = 40,
+        cutoff: float = 8.0,
+        order: str = "line_first",
+        backtracking: bool = True,
+        atom_embedding_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        if order not in _ORDERS:
+            raise ConfigError(f"model.encoder.order must be one of {_ORDERS}, got {order!r}")
+        if alignn_layers < 0 or gcn_layers < 0 or alignn_layers + gcn_layers < 1:
+            raise ConfigError(
+                "model.encoder needs alignn_layers >= 0, gcn_layers >= 0 and at least one layer, "
+                f"got alignn_layers={alignn_layers}, gcn_layers={gcn_layers}"
+            )
+        self.order = order
+        self.backtracking = bool(backtracking)
+        if atom_embedding_dim is None:
+            self.atom_embedding = _mlp_layer(in_dim, hidden)
+        else:
+            self.atom_embedding = nn.Sequential(
+                _mlp_layer(in_dim, atom_embedding_dim), _mlp_layer(atom_embedding_dim, hidden)
+            )
+        self.edge_rbf = GaussianExpansion(0.0, cutoff, edge_bins, rbf_style="alignn")
+        self.edge_embedding = nn.Sequential(
+            _mlp_layer(edge_bins, embedding), _mlp_layer(embedding, hidden)
+        )
+        self.angle_rbf = GaussianExpansion(-1.0, 1.0, angle_bins, rbf_style="alignn")
+        self.angle_embedding = nn.Sequential(
+            _mlp_layer(angle_bins, embedding), _mlp_layer(embedding, hidden)
+        )
+        # which convs' edge outputs are read later (the others skip their edge update)
+        n_a, n_g = alignn_layers, gcn_layers
+        line_convs, crystal_convs = [], []
+        for k in range(n_a):
+            last = k == n_a - 1
+            if order == "line_first":
+                # t' is read by the next ALIGNN layer's line conv; u' by the next layer or GCNs
+                line_convs.append(EdgeGatedConv(hidden, update_edges=not last))
+                crystal_convs.append(EdgeGatedConv(hidden, update_edges=not last or n_g > 0))
+            else:
+                # crystal conv's u' feeds this layer's line conv; t' the next layer's line conv
+                crystal_convs.append(EdgeGatedConv(hidden, update_edges=True))
+                line_convs.append(EdgeGatedConv(hidden, update_edges=not last))
+        self.line_convs = nn.ModuleList(line_convs)
+        self.crystal_convs = nn.ModuleList(crystal_convs)
+        self.gcn_convs = nn.ModuleList(
+            EdgeGatedConv(hidden, update_edges=k < n_g - 1) for k in range(n_g)
+        )
+        self.node_dim = self.graph_dim = hidden
+
+    def forward(self, batch) -> EncoderOutput:
+        edge_index = batch.edge_index
+        n = batch.x.shape[0]
+        h = self.atom_embedding(batch.x)
+        u = self.edge_embedding(self.edge_rbf(batch.edge_dist.to(h.dtype)))
+        if len(self.line_convs):
+            vec = edge_vectors(batch.pos, batch.cell, edge_index, batch.edge_shift, batch.batch)
+            lg = line_graph(edge_index, n, batch.edge_shift, self.backtracking)
+            t = self.angle_embedding(self.angle_rbf(bond_cosines(vec, lg).to(h.dtype)))
+            for line_conv, crystal_conv in zip(self.line_convs, self.crystal_convs, strict=True):
+                if self.order == "line_first":
+                    u, t = line_conv(u, t, lg)
+                    h, u = crystal_conv(h, u, edge_index)
+                else:
+                    h, u = crystal_conv(h, u, edge_index)
+                    u, t = line_conv(u, t, lg)
+        for conv in self.gcn_convs:
+            h, u = conv(h, u, edge_index)
+        graph = global_mean_pool(h, batch.batch, size=batch.num_graphs)
+        return EncoderOutput(h, batch.batch, graph)
