@@ -212,7 +212,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Bump whenever the generated data change for identical constructor arguments.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: n_valence column
 
 #: :math:`\hbar^2/m_e` in eV Å^2 (Harrison).
 HBAR2_OVER_ME = 7.62
