@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from dos_bench.data.transforms import TargetTransform
 from dos_bench.metrics import compute_metrics
 
-__all__ = ["DOSLitModule", "EpochTimer"]
+__all__ = ["DOSLitModule", "EpochTimer", "EpochLineLogger"]
 
 
 class DOSLitModule(L.LightningModule):
@@ -66,6 +66,7 @@ class DOSLitModule(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.monitor = monitor
         self.run_config: dict[str, Any] | None = None  # the resolved config, saved in checkpoints
+        self.run_meta: dict[str, Any] | None = None  # grid, units, sizes: rebuilds the model
         self._eval_outputs: dict[str, list[tuple[Tensor, Tensor, Tensor]]] = {}
         self.test_results: dict[str, Any] | None = None
 
@@ -162,9 +163,11 @@ class DOSLitModule(L.LightningModule):
     # ---------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dos_bench_config"] = self.run_config
+        checkpoint["dos_bench_meta"] = self.run_meta
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.run_config = checkpoint.get("dos_bench_config")
+        self.run_config = checkpoint.get("dos_bench_config", self.run_config)
+        self.run_meta = checkpoint.get("dos_bench_meta", self.run_meta)
 
 
 class EpochTimer(Callback):
@@ -221,3 +224,29 @@ class EpochTimer(Callback):
             "n_train_epochs": len(self.train_epochs),
             "time_to_first_batch_s": self.time_to_first_batch,
         }
+
+
+class EpochLineLogger(Callback):
+    """One log line per epoch instead of a progress bar (cluster logs; style.md "Progress bars").
+
+    Selected with ``callbacks=cluster``; the trainer's progress bar is then switched off.
+    """
+
+    def __init__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        import logging
+
+        m = trainer.callback_metrics
+        parts = [f"{k}={float(v):.4g}" for k, v in sorted(m.items())
+                 if k.startswith(("train/loss", "val/")) and v.numel() == 1]
+        logging.getLogger("dos_bench.train").info(
+            "epoch %d/%d (%.1f s): %s", trainer.current_epoch + 1, trainer.max_epochs,
+            time.perf_counter() - self._t0, " ".join(parts),
+        )

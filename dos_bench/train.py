@@ -8,6 +8,7 @@ directory. Returns the monitored validation metric so sweepers can optimise it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -34,13 +35,38 @@ def _data_resolver(key: str) -> Any:
     return DATA_INFO[key]
 
 
+def _wandb_offline() -> bool:
+    """Offline unless an API key is configured (environment or ~/.netrc) or WANDB_MODE=online."""
+    import os
+
+    if os.environ.get("WANDB_MODE") in ("online", "offline"):
+        return os.environ["WANDB_MODE"] == "offline"
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.path.expanduser("~/.netrc"))
+    return not (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+
+
 if not OmegaConf.has_resolver("data"):
     OmegaConf.register_new_resolver("data", _data_resolver, use_cache=False)
+if not OmegaConf.has_resolver("wandb_offline"):
+    OmegaConf.register_new_resolver("wandb_offline", _wandb_offline)
 
 
 def _run_dir(cfg: DictConfig) -> Path:
     # paths.output_dir defaults to Hydra's run directory (conf/paths/default.yaml)
     return Path(cfg.paths.output_dir)
+
+
+def _route_lightning_logs() -> None:
+    """Send Lightning's messages through the root logger only (no doubled console lines)."""
+    if not logging.getLogger().hasHandlers():
+        return
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        lg = logging.getLogger(name)
+        for h in list(lg.handlers):
+            lg.removeHandler(h)
+        lg.propagate = True
 
 
 def build(node: Any, **kwargs: Any) -> Any:
@@ -78,12 +104,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from dos_bench.lit import DOSLitModule, EpochTimer
-    from dos_bench.metrics import compute_metrics
-    from dos_bench.models.baselines import MeanSpectrum
 
     t_start = time.perf_counter()
+    _route_lightning_logs()
     run_dir = _run_dir(cfg)
+    done = run_dir / "metrics.json"
+    if cfg.get("skip_completed", True) and done.exists():
+        # a re-launched multirun skips jobs that already finished (their metrics are final)
+        log.info("skipping %s: metrics.json exists (skip_completed=false to rerun)", run_dir)
+        return json.loads(done.read_text())
     run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = _resume_path(cfg, run_dir)
     torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
 
     # ---- data (seeded by its own seeds, not the training seed)
@@ -123,12 +154,64 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metric_space=cfg.get("metric_space", "native"),
     )
     lit.run_config = resolved
+    lit.run_meta = {
+        "grid": dm.grid.tolist(),
+        "spacing": dm.spacing,
+        "kind": dm.records.attrs.get("kind"),
+        "energy_unit": dm.records.attrs.get("energy_unit"),
+        "dos_unit": dm.records.attrs.get("dos_unit"),
+        "atom_dim": dm.atom_dim,
+        "target_dim": DATA_INFO["target_dim"],
+        "dataset": dm.name,
+    }
 
     timer = EpochTimer(t_start)
-    trainer: L.Trainer = build(
-        cfg.trainer, callbacks=build_callbacks(cfg) + [timer], logger=build_loggers(cfg)
-    )
-    trainer.fit(lit, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    loggers = build_loggers(cfg)
+    try:
+        callbacks = build_callbacks(cfg)
+        extra = {}
+        if any(type(c).__name__ == "EpochLineLogger" for c in callbacks):
+            extra["enable_progress_bar"] = False
+        trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks + [timer], logger=loggers,
+                                   **extra)
+        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
+        metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params)
+    finally:
+        _close_loggers(loggers)
+    return metrics
+
+
+def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
+    """``ckpt_path=last`` continues from this run directory's ``checkpoints/last.ckpt``."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, ""):
+        return None
+    if str(ckpt) == "last":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.exists():
+            log.warning("ckpt_path=last but %s does not exist: starting from scratch", last)
+            return None
+        log.info("resuming from %s", last)
+        return str(last)
+    if not Path(ckpt).is_file():
+        raise ConfigError(f"ckpt_path={ckpt}: no such checkpoint file")
+    return str(ckpt)
+
+
+def _close_loggers(loggers: list) -> None:
+    """Always close trackers: a wandb run left open leaks into the next multirun job."""
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()
+
+
+def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_params: int):
+    import torch
+
+    from dos_bench.metrics import compute_metrics
+    from dos_bench.models.baselines import MeanSpectrum
 
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
@@ -162,6 +245,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "checkpoint": str(best) if best else None,
         },
         "timing": timer.summary(),
+        "epochs_completed": int(trainer.current_epoch),
         "units": {
             "energy": dm.records.attrs.get("energy_unit"),
             "dos": dm.records.attrs.get("dos_unit"),

@@ -88,7 +88,8 @@ def test_second_run_reuses_cached_graphs(make_cfg, tmp_path, caplog):
     first = train(cfg)
     assert any("building graphs" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    second = train(make_cfg("model=mlp", "dataset.source.seed=5", "data_seed=5"))
+    second = train(make_cfg("model=mlp", "dataset.source.seed=5", "data_seed=5",
+                            f"paths.output_dir={tmp_path / 'second'}"))
     msgs = [r.getMessage() for r in caplog.records]
     assert any("reusing cached graphs" in m for m in msgs)
     assert not any("building graphs" in m for m in msgs)
@@ -106,7 +107,7 @@ def test_corrupted_graph_cache_stops_with_file_name(make_cfg, data_dir):
     victim.write_bytes(blob[: len(blob) // 3])
     try:
         with pytest.raises(DataError, match=str(victim.name)):
-            train(make_cfg("model=mlp", "data_seed=7"))
+            train(make_cfg("model=mlp", "data_seed=7", f"paths.output_dir={data_dir / 'x'}"))
     finally:
         victim.unlink()
 
