@@ -38,3 +38,9 @@ def make_cfg(data_dir, tmp_path):
         return compose_cfg(list(overrides), data_dir, tmp_path / "run")
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def compose():
+    """``compose(overrides, data_dir, out_dir)`` for module- or session-scoped fixtures."""
+    return compose_cfg

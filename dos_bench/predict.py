@@ -1,0 +1,248 @@
+"""``dos-predict``: the DOS of new crystals from a trained checkpoint.
+
+``python -m dos_bench.predict ckpt_path=<run>/checkpoints/last.ckpt inputs=<file or folder>``
+
+The checkpoint carries everything needed (written by ``dos-train``): the resolved config (model,
+graph recipe, atom features, target representation) and the grid and units. Structures are read
+with pymatgen (CIF, POSCAR/CONTCAR, any format ``Structure.from_file`` knows). A file that cannot
+be read is reported by name and the others still run; the exit code is non-zero if any failed.
+
+Outputs (``output_dir``, default ``outputs/predict/<time>``): ``predictions.csv`` (one row per
+material: file, formula, atoms, derived quantities), ``predictions.npz`` (ids, grid, spectra) and
+one PNG per material. For target representations normalised per material (``max_norm``,
+``sum_norm``, ``min_max``, ``valence_norm`` and an autoencoder over them) the native scale of a new
+crystal is unknown, so spectra are written in the normalised units and the CSV says so.
+
+Checkpoints are loaded only from the configured path, with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from dos_bench.io import ConfigError, DataError, atomic_write
+
+log = logging.getLogger("dos_bench.predict")
+
+STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar", ".json", ".xsf", ".cssr", ".mcif"}
+STRUCTURE_NAMES = ("POSCAR", "CONTCAR")
+
+
+def find_inputs(inputs: str | list[str]) -> list[Path]:
+    """Structure files named directly or found in folders (CIF, POSCAR, ...; sorted)."""
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    files: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(
+                f for f in p.iterdir()
+                if f.is_file() and (f.suffix.lower() in STRUCTURE_SUFFIXES
+                                    or f.name.startswith(STRUCTURE_NAMES))
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"inputs: {p} does not exist")
+    if not files:
+        raise DataError(f"inputs: no structure files found in {items}")
+    return files
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - report any unpickling problem with the file name
+        raise DataError(f"{path}: cannot load the checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not ckpt.get("dos_bench_config") or not ckpt.get("dos_bench_meta"):
+        raise DataError(f"{path}: not a dos_bench checkpoint (no stored config and grid)")
+    return ckpt
+
+
+class Predictor:
+    """A trained model rebuilt from a checkpoint, predicting spectra for pymatgen structures."""
+
+    def __init__(self, ckpt_path: str | Path) -> None:
+        import torch
+
+        import dos_bench.train as tr
+        from dos_bench.data.graphs import GraphRecipe
+
+        ckpt = load_checkpoint(ckpt_path)
+        self.cfg = OmegaConf.create(ckpt["dos_bench_config"])
+        self.meta = ckpt["dos_bench_meta"]
+        tr.DATA_INFO.update(
+            atom_dim=self.meta["atom_dim"], n_points=len(self.meta["grid"]),
+            target_dim=self.meta["target_dim"],
+        )
+        self.model = tr.build(self.cfg.model, out_dim=self.meta["target_dim"])
+        self.tt = tr.build(self.cfg.target_repr)
+        state = ckpt["state_dict"]
+        self.model.load_state_dict(
+            {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        )
+        self.tt.load_state_dict(
+            {k[len("target_transform."):]: v for k, v in state.items()
+             if k.startswith("target_transform.")}
+        )
+        self.model.eval()
+        self.tt.eval()
+        self.graph = GraphRecipe(**dict(self.cfg.model.graph))
+        self.atom_features = str(self.cfg.model.atom_features)
+        self.grid = np.asarray(self.meta["grid"], dtype=np.float64)
+        inner = getattr(self.tt, "inner", self.tt)
+        self.normalised = bool(getattr(inner, "per_sample", False))
+        self._torch = torch
+
+    def predict(self, structures: list, ids: list[str]) -> np.ndarray:
+        """Spectra ``(N, L)`` for pymatgen structures (native units unless ``normalised``)."""
+        from torch_geometric.data import Batch
+
+        from dos_bench.data.graphs import build_graphs, to_data_list
+        from dos_bench.data.records import DOSRecord, RecordSet
+
+        torch = self._torch
+        dummy = np.zeros(1)
+        rs = RecordSet.from_records(
+            [DOSRecord(i, s, dummy, dummy) for i, s in zip(ids, structures, strict=True)]
+        )
+        data = to_data_list(rs, build_graphs(rs, self.graph, progress=False),
+                            atom_features=self.atom_features)
+        batch = Batch.from_data_list(data)
+        with torch.no_grad():
+            out = self.model(batch)["pred"]
+            pred = self.tt.link(out)
+            scale = torch.ones(len(ids), 2 if self.tt.name == "min_max" else 1)
+            if self.tt.name == "min_max":
+                scale[:, 0] = 0.0
+            native = self.tt.decode(pred.float(), scale)
+        return native.numpy()
+
+
+def derived_quantities(kind: str | None, grid: np.ndarray, spectra: np.ndarray,
+                       n_atoms: np.ndarray) -> dict[str, np.ndarray]:
+    """Band gap and VB-gap flag (eDOS) or heat capacity and mean frequency (phDOS)."""
+    try:
+        import dos_bench.physics as ph
+    except ImportError:  # pragma: no cover - physics is part of the package
+        return {}
+    out: dict[str, np.ndarray] = {}
+    if kind == "edos":
+        gap = ph.band_gaps(grid, spectra, 0.0)
+        out["band_gap_eV"] = np.asarray(gap[0] if isinstance(gap, tuple) else gap)
+        out["vb_gap"] = np.asarray(ph.vb_gap_flags(grid, spectra))
+    elif kind == "phdos":
+        out["cv_300K_J_per_K_mol"] = np.asarray(ph.heat_capacity(grid, spectra, n_atoms, T=300.0))
+        out["mean_freq_cm1"] = np.asarray(ph.average_frequency(grid, spectra))
+    return out
+
+
+def plot_spectrum(grid: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str,
+                  out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(grid, y, color="tab:red")
+    ax.fill_between(grid, y, color="tab:red", alpha=0.2)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    with atomic_write(out) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def predict(cfg: DictConfig) -> int:
+    """Run prediction; returns the number of files that could not be used."""
+    from pymatgen.core import Structure
+
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is required: ckpt_path=<run>/checkpoints/<file>.ckpt")
+    if not cfg.get("inputs"):
+        raise ConfigError("inputs is required: inputs=<CIF/POSCAR file or folder>")
+    predictor = Predictor(cfg.ckpt_path)
+    files = find_inputs(OmegaConf.to_object(cfg.inputs) if not isinstance(cfg.inputs, str)
+                        else cfg.inputs)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    structures, names, failed = [], [], []
+    for f in files:
+        try:
+            s = Structure.from_file(f)
+            if len(s) == 0:
+                raise ValueError("no atoms")
+            structures.append(s)
+            names.append(f)
+        except Exception as exc:  # noqa: BLE001 - any parser error: report the file, go on
+            failed.append(f)
+            log.error("%s: cannot read this structure (%s: %s); skipped", f,
+                      type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    if structures:
+        ids = [f.stem for f in names]
+        spectra = predictor.predict(structures, ids)
+        n_atoms = np.array([len(s) for s in structures])
+        kind = predictor.meta.get("kind")
+        derived = derived_quantities(kind, predictor.grid, spectra, n_atoms)
+        unit = ("normalised" if predictor.normalised
+                else str(predictor.meta.get("dos_unit") or "native"))
+        with atomic_write(out_dir / "predictions.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, ids=np.array(ids), files=np.array([str(f) for f in names]),
+                         energies=predictor.grid, pred=spectra, dos_unit=np.asarray(unit),
+                         **{k: v for k, v in derived.items()})
+        with atomic_write(out_dir / "predictions.csv") as tmp:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["id", "file", "formula", "n_atoms", "dos_unit", *derived])
+                for i, (f, s) in enumerate(zip(names, structures, strict=True)):
+                    w.writerow([ids[i], str(f), s.composition.reduced_formula, len(s), unit,
+                                *[_fmt(v[i]) for v in derived.values()]])
+        xlabel = f"E ({predictor.meta.get('energy_unit') or ''})"
+        for i, sid in enumerate(ids):
+            plot_spectrum(predictor.grid, spectra[i],
+                          f"{sid}: {structures[i].composition.reduced_formula}", xlabel,
+                          f"DOS ({unit})", out_dir / f"{sid}.png")
+        log.info("wrote %d predictions to %s", len(ids), out_dir)
+    if failed:
+        log.error("%d of %d files failed: %s", len(failed), len(files),
+                  ", ".join(str(f) for f in failed))
+    print(f"predicted {len(structures)} of {len(files)} structures -> {out_dir}", flush=True)
+    return len(failed)
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    return f"{float(v):.6g}"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        n_failed = predict(cfg)
+    except (ConfigError, DataError) as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise SystemExit(2) from None
+    if n_failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

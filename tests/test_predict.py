@@ -1,0 +1,88 @@
+"""dos-predict on new crystals from a trained checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from dos_bench.train import train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir, compose):
+    out = tmp_path_factory.mktemp("predict_run")
+    cfg = compose(["model=mlp", "dataset=toy_edos"], data_dir, out)
+    train(cfg)
+    return out
+
+
+def _inputs(folder: Path) -> Path:
+    folder.mkdir()
+    Structure(Lattice.cubic(4.05), ["Al"] * 4,
+              [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]).to(
+        filename=str(folder / "Al.cif"))
+    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+                              [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(folder / "NaCl.cif"))
+    (folder / "broken.cif").write_text("data_broken\n_cell_length_a 4.0\nthis is not a cif\n")
+    return folder
+
+
+def test_predict_folder_with_a_broken_file(trained, tmp_path):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    inputs = _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dos_bench.predict", f"ckpt_path={ckpt}", f"inputs={inputs}",
+         f"output_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "broken.cif" in proc.stdout + proc.stderr
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert sorted(r["id"] for r in rows) == ["Al", "NaCl"]
+    assert {r["formula"] for r in rows} == {"Al", "NaCl"}
+    with np.load(out / "predictions.npz") as z:
+        assert z["pred"].shape == (2, 300) and z["energies"].shape == (300,)
+        assert np.isfinite(z["pred"]).all() and (z["pred"] >= 0).all()
+    assert (out / "Al.png").is_file() and (out / "NaCl.png").is_file()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_predictor_matches_the_trained_model(trained):
+    """The rebuilt model gives the same spectra as the run's own test predictions."""
+    import json
+
+    from dos_bench.data.toy import ToyEDOS
+    from dos_bench.predict import Predictor
+
+    p = Predictor(trained / "checkpoints" / "last.ckpt")
+    run_pred = np.load(trained / "predictions.npz")
+    m = json.loads((trained / "metrics.json").read_text())
+    assert m["model"] == "mlp"
+    ids = [str(i) for i in run_pred["ids"][:3]]
+    cfg_src = p.cfg.dataset.source
+    rs = ToyEDOS(n_materials=cfg_src.n_materials, seed=cfg_src.seed).load(p.cfg.paths.data_dir)
+    index = {str(k): i for i, k in enumerate(rs.ids)}
+    structs = [rs.structure(index[i]) for i in ids]
+    got = p.predict(structs, ids)
+    # the run tests the best checkpoint and last.ckpt may be later: compare shapes and sanity,
+    # and compare exactly against the best checkpoint
+    best = Predictor(m["selection"]["checkpoint"]).predict(structs, ids)
+    np.testing.assert_allclose(best, run_pred["pred"][:3], rtol=1e-4, atol=1e-4)
+    assert got.shape == (3, 300)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dos_bench.predict", f"ckpt_path={tmp_path / 'nope.ckpt'}",
+         f"inputs={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "nope.ckpt" in proc.stdout + proc.stderr
