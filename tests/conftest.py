@@ -41,6 +41,6 @@ def make_cfg(data_dir, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def compose():
+def compose_config():
     """``compose(overrides, data_dir, out_dir)`` for module- or session-scoped fixtures."""
     return compose_cfg

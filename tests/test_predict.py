@@ -15,9 +15,9 @@ from dos_bench.train import train
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir, compose):
+def trained(tmp_path_factory, data_dir, compose_config):
     out = tmp_path_factory.mktemp("predict_run")
-    cfg = compose(["model=mlp", "dataset=toy_edos"], data_dir, out)
+    cfg = compose_config(["model=mlp", "dataset=toy_edos"], data_dir, out)
     train(cfg)
     return out
 
