@@ -1,6 +1,8 @@
 """Spectrum metrics, computed on native-unit spectra (facts.md §1.5, §2.6, §3.5, §4.5).
 
-All functions take ``pred`` and ``true`` of shape ``(N, L)`` (numpy or torch) and return a float.
+All metric functions take ``pred`` and ``true`` of shape ``(N, L)`` (numpy or torch) and return a
+float. Names are looked up in :data:`METRICS`, which also understands the parametrised
+``frac_<metric>_lt_<threshold>`` names.
 
 * ``mae`` — mean absolute error over all N·L entries (= mean of per-sample MAE, ALIGNN-DOS §5,
   since every sample has L points).
@@ -8,21 +10,55 @@ All functions take ``pred`` and ``true`` of shape ``(N, L)`` (numpy or torch) an
 * ``rmse`` — per-sample RMSE over the grid, then averaged over samples (DOSTransformer §2.6).
 * ``r2`` — variance-weighted R² over the test matrix, ``1 − Σ(y−ŷ)² / Σ(y − ȳ_j)²`` with ȳ_j the
   mean over materials at grid point j (sklearn ``multioutput='variance_weighted'``, Xtal2DoS and
-  Mat2Spec code).
+  Mat2Spec code, facts.md §3.5). Needs ≥ 2 materials (NaN for one).
+* ``r2_per_sample`` — sklearn ``r2_score`` on each material's own vector (ȳ = mean over the grid),
+  averaged over materials (DOSTransformer code, Xtal2DoS paper §4.1 form, facts.md §2.6). A
+  constant true vector follows sklearn's ``force_finite`` rule: 1 if the prediction equals it
+  exactly, else 0.
 * ``wd`` — 1-D Wasserstein-1 distance between the two spectra seen as distributions over the grid
   index, ``Σ_k |CDF_ŷ(k) − CDF_y(k)|``, times the grid spacing, averaged over materials (Xtal2DoS
-  §3.5: scipy ``wasserstein_distance`` on bin indices × 0.0625 eV).
+  §3.5: scipy ``wasserstein_distance`` on bin indices × 0.0625 eV). Negative values are clipped
+  to 0 first; two all-zero spectra are at distance 0, one all-zero spectrum against a non-zero one
+  is undefined (NaN, left out of the mean).
+* ``re`` — ALIGNN-DOS §5 relative error ``|p̄ − ā| / |ā|`` of the spectrum means, averaged over
+  materials (facts.md §1.5). ā = 0: 0 if p̄ = 0 too, else undefined (NaN, left out of the mean;
+  counted as *not* below any threshold by ``frac_re_lt_*``).
+* ``frac_<m>_lt_<thr>`` — fraction of materials whose per-sample ``<m>`` (one of
+  :data:`PER_SAMPLE`) is strictly below ``thr``, over all N materials (NaN counts as not below).
+  ALIGNN-DOS reports ``frac_mae_lt_0.02`` and ``frac_re_lt_0.2`` (facts.md §1.6).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+import re as _re
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 
 from dos_bench.io import ConfigError
 
-__all__ = ["METRICS", "compute_metrics", "mae", "mse", "rmse", "r2", "wd"]
+__all__ = [
+    "METRICS",
+    "PER_SAMPLE",
+    "compute_metrics",
+    "get_metric",
+    "grouped_metrics",
+    "per_sample",
+    "mae",
+    "mse",
+    "rmse",
+    "r2",
+    "r2_per_sample",
+    "relative_error",
+    "wd",
+    "wd_per_sample",
+    "fraction_below",
+]
+
+MetricFn = Callable[..., float]
 
 
 def _np(x) -> np.ndarray:
@@ -31,28 +67,35 @@ def _np(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def mae(pred, true, **_) -> float:
-    p, t = _np(pred), _np(true)
-    return float(np.mean(np.abs(p - t)))
+# ------------------------------------------------------------------------- per-sample vectors
+def _mae_ps(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(p - t), axis=1)
 
 
-def mse(pred, true, **_) -> float:
-    p, t = _np(pred), _np(true)
-    return float(np.mean((p - t) ** 2))
+def _mse_ps(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return np.mean((p - t) ** 2, axis=1)
 
 
-def rmse(pred, true, **_) -> float:
-    p, t = _np(pred), _np(true)
-    return float(np.mean(np.sqrt(np.mean((p - t) ** 2, axis=1))))
+def _rmse_ps(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return np.sqrt(_mse_ps(p, t))
 
 
-def r2(pred, true, **_) -> float:
-    p, t = _np(pred), _np(true)
-    ss_res = np.sum((t - p) ** 2)
-    ss_tot = np.sum((t - t.mean(axis=0, keepdims=True)) ** 2)
-    if ss_tot == 0:
-        return float("nan") if ss_res > 0 else 1.0
-    return float(1.0 - ss_res / ss_tot)
+def _re_ps(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    pm, tm = p.mean(axis=1), t.mean(axis=1)
+    num, den = np.abs(pm - tm), np.abs(tm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = num / den
+    out = np.where(den > 0, out, np.nan)
+    return np.where((den == 0) & (num == 0), 0.0, out)
+
+
+def _r2_ps(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    ss_res = np.sum((t - p) ** 2, axis=1)
+    ss_tot = np.sum((t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 1.0 - ss_res / ss_tot
+    # sklearn r2_score(force_finite=True): constant truth -> 1 if perfect else 0
+    return np.where(ss_tot > 0, out, np.where(ss_res == 0, 1.0, 0.0))
 
 
 def wd_per_sample(pred, true, spacing: float = 1.0, eps: float = 1e-12) -> np.ndarray:
@@ -70,17 +113,133 @@ def wd_per_sample(pred, true, spacing: float = 1.0, eps: float = 1e-12) -> np.nd
     return np.where(zero_p ^ zero_t, np.nan, out)
 
 
-def wd(pred, true, spacing: float = 1.0, **_) -> float:
-    return float(np.nanmean(wd_per_sample(pred, true, spacing)))
-
-
-METRICS: dict[str, Callable[..., float]] = {
-    "mae": mae,
-    "mse": mse,
-    "rmse": rmse,
-    "r2": r2,
-    "wd": wd,
+_PER_SAMPLE_FNS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "mae": _mae_ps,
+    "mse": _mse_ps,
+    "rmse": _rmse_ps,
+    "re": _re_ps,
+    "r2_per_sample": _r2_ps,
 }
+#: metric names that have a per-material vector (:func:`per_sample`, ``frac_<m>_lt_<thr>``)
+PER_SAMPLE: tuple[str, ...] = ("mae", "mse", "rmse", "re", "wd", "r2_per_sample")
+
+
+def per_sample(name: str, pred, true, spacing: float = 1.0) -> np.ndarray:
+    """The per-material ``(N,)`` vector of metric ``name`` (one of :data:`PER_SAMPLE`).
+
+    Used for histograms (ALIGNN-DOS Fig. 4, facts.md §1.5), quartile plots and group breakdowns.
+    ``wd`` is in grid units × ``spacing``; ``re`` may hold NaN where the true mean is 0.
+    """
+    p, t = _np(pred), _np(true)
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"pred {p.shape} and true {t.shape} must both be (N, L)")
+    if name == "wd":
+        return wd_per_sample(p, t, spacing)
+    if name not in _PER_SAMPLE_FNS:
+        raise ConfigError(f"no per-sample form of metric {name!r}; choose from {list(PER_SAMPLE)}")
+    return _PER_SAMPLE_FNS[name](p, t)
+
+
+# ------------------------------------------------------------------------- aggregate metrics
+def mae(pred, true, **_) -> float:
+    p, t = _np(pred), _np(true)
+    return float(np.mean(np.abs(p - t)))
+
+
+def mse(pred, true, **_) -> float:
+    p, t = _np(pred), _np(true)
+    return float(np.mean((p - t) ** 2))
+
+
+def rmse(pred, true, **_) -> float:
+    p, t = _np(pred), _np(true)
+    return float(np.mean(_rmse_ps(p, t)))
+
+
+def r2(pred, true, **_) -> float:
+    p, t = _np(pred), _np(true)
+    if p.shape[0] < 2:
+        return float("nan")  # the per-grid-point variance over one material is undefined
+    ss_res = np.sum((t - p) ** 2)
+    ss_tot = np.sum((t - t.mean(axis=0, keepdims=True)) ** 2)
+    if ss_tot == 0:
+        return float("nan") if ss_res > 0 else 1.0
+    return float(1.0 - ss_res / ss_tot)
+
+
+def r2_per_sample(pred, true, **_) -> float:
+    return float(np.mean(_r2_ps(_np(pred), _np(true))))
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.mean(x)) if x.size else float("nan")
+
+
+def relative_error(pred, true, **_) -> float:
+    return _nanmean(_re_ps(_np(pred), _np(true)))
+
+
+def wd(pred, true, spacing: float = 1.0, **_) -> float:
+    return _nanmean(wd_per_sample(pred, true, spacing))
+
+
+def fraction_below(base: str, threshold: float, pred, true, spacing: float = 1.0, **_) -> float:
+    """Fraction of materials whose per-sample ``base`` metric is < ``threshold`` (NaN is not)."""
+    v = per_sample(base, pred, true, spacing)
+    if v.size == 0:
+        return float("nan")
+    with np.errstate(invalid="ignore"):
+        return float(np.mean(np.where(np.isfinite(v), v < threshold, False)))
+
+
+_FRAC = _re.compile(
+    r"^frac_(?P<base>[a-z0-9_]+?)_lt_(?P<thr>[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)$"
+)
+
+
+def _parse(name: str) -> MetricFn | None:
+    m = _FRAC.match(name)
+    if not m or m.group("base") not in PER_SAMPLE:
+        return None
+    return partial(fraction_below, m.group("base"), float(m.group("thr")))
+
+
+class _Registry(dict):
+    """``dict`` of the fixed metrics that also resolves ``frac_<m>_lt_<thr>`` names on lookup."""
+
+    def __missing__(self, name: str) -> MetricFn:
+        fn = _parse(name) if isinstance(name, str) else None
+        if fn is None:
+            raise KeyError(name)
+        return fn
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or (isinstance(name, str) and _parse(name) is not None)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+
+METRICS: dict[str, MetricFn] = _Registry(
+    mae=mae,
+    mse=mse,
+    rmse=rmse,
+    r2=r2,
+    r2_per_sample=r2_per_sample,
+    wd=wd,
+    re=relative_error,
+)
+
+
+def get_metric(name: str) -> MetricFn:
+    """The metric function called ``name``; unknown names raise :class:`ConfigError`."""
+    if name not in METRICS:
+        raise ConfigError(
+            f"unknown metric {name!r}; choose from {sorted(dict.keys(METRICS))} or "
+            f"frac_<m>_lt_<threshold> with <m> in {list(PER_SAMPLE)}"
+        )
+    return METRICS[name]
 
 
 def compute_metrics(
@@ -89,8 +248,73 @@ def compute_metrics(
     """Every named metric on ``(N, L)`` arrays; an unknown name raises :class:`ConfigError`."""
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; choose from {sorted(METRICS)}")
+        raise ConfigError(
+            f"unknown metric(s) {unknown}; choose from {sorted(dict.keys(METRICS))} or "
+            f"frac_<m>_lt_<threshold> with <m> in {list(PER_SAMPLE)}"
+        )
     p, t = _np(pred), _np(true)
     if p.shape != t.shape or p.ndim != 2:
         raise ValueError(f"pred {p.shape} and true {t.shape} must both be (N, L)")
     return {n: METRICS[n](p, t, spacing=spacing) for n in names}
+
+
+def _group_key(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, (bytes, np.bytes_)):
+        return v.decode()
+    return str(v.item() if hasattr(v, "item") else v)
+
+
+def grouped_metrics(
+    pred,
+    true,
+    groups: Mapping[str, Any],
+    names: Sequence[str] = ("mae", "rmse", "r2"),
+    spacing: float = 1.0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Every metric broken down by group (DOSTransformer Table 5, ALIGNN-DOS per crystal system).
+
+    Args:
+        pred, true: ``(N, L)`` native-unit spectra.
+        groups: column name → ``(N,)`` labels (e.g. ``n_species``, ``crystal_system``).
+        names: metric names as in :func:`compute_metrics`.
+        spacing: grid spacing for ``wd``.
+
+    Returns:
+        ``{column: {group_value (str): {metric: value, 'n': count}}}``; group values are sorted
+        and stringified (``2.0`` → ``"2"``). Counts of each column sum to N. ``r2`` needs at least
+        two materials in a group (NaN otherwise); the other metrics are defined for any size ≥ 1.
+    """
+    p, t = _np(pred), _np(true)
+    if p.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"pred {p.shape} and true {t.shape} must both be (N, L)")
+    for n in names:
+        get_metric(n)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for col, labels in groups.items():
+        lab = np.asarray(labels)
+        if lab.shape != (p.shape[0],):
+            raise ValueError(
+                f"group column {col!r} has shape {lab.shape}, expected ({p.shape[0]},)"
+            )
+        keys = np.array([_group_key(v) for v in lab], dtype=object)
+        res: dict[str, dict[str, float]] = {}
+        for g in _sorted_keys(set(keys.tolist())):
+            idx = np.flatnonzero(keys == g)
+            vals = {n: METRICS[n](p[idx], t[idx], spacing=spacing) for n in names}
+            vals["n"] = int(idx.size)
+            res[g] = vals
+        out[col] = res
+    return out
+
+
+def _sorted_keys(keys: set[str]) -> list[str]:
+    def key(k: str) -> tuple[int, float, str]:
+        try:
+            x = float(k)
+            return (0, x, k) if math.isfinite(x) else (1, 0.0, k)
+        except ValueError:
+            return (1, 0.0, k)
+
+    return sorted(keys, key=key)
