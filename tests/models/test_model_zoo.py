@@ -47,26 +47,7 @@ SUPERCELL = {
     "dostransformer": "sum", "e3nn_orig": "sum", "gatgnn": "inverse", "mat2spec": "inverse",
 }
 
-SMALL_ENCODER = {
-    "mlp": ["model.encoder.hidden=32"],
-    "graph_network": ["model.encoder.hidden=32"],
-    "alignn": ["model.encoder.hidden=32", "model.encoder.embedding=16"],
-    "gatgnn": ["model.encoder.hidden=32"],
-    "unimp": ["model.encoder.hidden=32", "model.encoder.channels=8"],
-    "e3nn": ["model.encoder.mul=8", "model.encoder.em_dim=16", "model.encoder.out_scalars=16"],
-}
-SMALL_HEAD = {
-    "DirectHead": ["model.head.hidden=32"],
-    "EnergyEmbeddingHead": ["model.head.d=32"],
-    "CrossAttentionHead": ["model.head.d=32"],
-    "SeqTransformerHead": ["model.head.d_model=32", "model.head.d_ff=64", "model.head.n_heads=2",
-                           "model.head.n_layers=2"],
-    "RNNHead": ["model.head.hidden=32"],
-    "Mat2SpecHead": ["model.head.latent_dim=16", "model.head.feat_hidden=[32,32]",
-                     "model.head.label_hidden=[32]", "model.head.translator_hidden=[32,32]",
-                     "model.head.predictor_hidden=32", "model.head.projector_hidden=32",
-                     "model.head.proj_dim=32", "model.head.mix_hidden=16", "model.head.dropout=0"],
-}
+from model_sizes import small_overrides  # noqa: E402
 
 
 def test_every_model_config_has_a_supercell_expectation():
@@ -78,16 +59,10 @@ def _compose(name: str, overrides: list[str] = ()):
         return compose(config_name="train", overrides=[f"model={name}", *overrides])
 
 
-def _encoder_key(cfg) -> str:
-    return cfg.model.encoder._target_.rsplit(".", 1)[-1].replace("Encoder", "").lower().replace(
-        "graphnetwork", "graph_network")
-
-
 def build_model(name: str, small: bool = False, out_dim: int = OUT, cutoff: float = 4.2):
     cfg = _compose(name)
     if small:
-        head = cfg.model.head._target_.rsplit(".", 1)[-1]
-        cfg = _compose(name, SMALL_ENCODER[_encoder_key(cfg)] + SMALL_HEAD[head])
+        cfg = _compose(name, small_overrides(cfg))
     table = atom_feature_table(cfg.model.atom_features)
     train_mod.DATA_INFO.update(atom_dim=table.shape[1], n_points=out_dim, target_dim=out_dim)
     torch.manual_seed(0)
