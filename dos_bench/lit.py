@@ -97,16 +97,16 @@ class DOSLitModule(L.LightningModule):
                 " lower the learning rate or check the data"
             )
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch.num_graphs)
+                 batch_size=batch.num_graphs, sync_dist=True)
         for k, v in (getattr(self.loss_fn, "last_components", None) or {}).items():
             self.log(f"train/loss_{k}", v, on_step=False, on_epoch=True,
-                     batch_size=batch.num_graphs)
+                     batch_size=batch.num_graphs, sync_dist=True)
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
         loss, pred, scale = self._shared_step(batch)
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch.num_graphs,
-                 prog_bar=stage == "val")
+                 prog_bar=stage == "val", sync_dist=True)  # epoch-level: one all-reduce an epoch
         native = self.target_transform.decode(pred.float(), scale)
         true = batch.y.float()
         if self.metric_space != "native":
@@ -121,17 +121,39 @@ class DOSLitModule(L.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
-    def _collect(self, stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _collect(self, stage: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         outs = self._eval_outputs.pop(stage, [])
+        if not outs:
+            return None
         idx = torch.cat([o[0] for o in outs]).numpy()
         pred = torch.cat([o[1] for o in outs]).numpy()
         true = torch.cat([o[2] for o in outs]).numpy()
         return idx, pred, true
 
+    def _is_distributed(self) -> bool:
+        trainer = self._trainer
+        return (
+            trainer is not None
+            and trainer.world_size > 1
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        )
+
     def _epoch_metrics(self, stage: str) -> dict[str, float] | None:
-        if not self._eval_outputs.get(stage):
-            return None
-        idx, pred, true = self._collect(stage)
+        if self._is_distributed():
+            # every rank holds a padded shard (DistributedSampler); all ranks compute the metrics
+            # on the union, each record once (dos_bench.distributed.gather_predictions)
+            from dos_bench.distributed import gather_predictions
+
+            local = self._collect(stage)
+            idx, pred, true = gather_predictions(*(local or (None, None, None)))
+            if idx is None:
+                return None
+        else:
+            collected = self._collect(stage)
+            if collected is None:
+                return None
+            idx, pred, true = collected
         metrics = compute_metrics(pred, true, self.metric_names, spacing=self.spacing)
         for k, v in metrics.items():
             self.log(f"{stage}/{k}", v, prog_bar=(k == "mae"), sync_dist=True)

@@ -47,10 +47,12 @@ def _wandb_offline() -> bool:
     return not (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
 
 
-if not OmegaConf.has_resolver("data"):
-    OmegaConf.register_new_resolver("data", _data_resolver, use_cache=False)
-if not OmegaConf.has_resolver("wandb_offline"):
-    OmegaConf.register_new_resolver("wandb_offline", _wandb_offline)
+# Registered by the importable module only: under ``python -m dos_bench.train`` this file also
+# runs as ``__main__`` (and as ``__mp_main__`` in spawned DDP workers), and the resolver must read
+# the DATA_INFO that ``dos_bench.train.train`` fills.
+if __name__ not in ("__main__", "__mp_main__"):
+    OmegaConf.register_new_resolver("data", _data_resolver, use_cache=False, replace=True)
+    OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True)
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -99,11 +101,17 @@ def build_loggers(cfg: DictConfig) -> list:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one experiment; returns the metrics dictionary written to ``metrics.json``."""
-    import lightning as L
+    """Run one experiment; returns the metrics dictionary written to ``metrics.json``.
+
+    With several devices (``trainer=ddp``, ``trainer=ddp_cpu``) this process prepares the data
+    and the resolved config once, then starts one worker per device with ``elastic_launch``
+    (:mod:`dos_bench.distributed`; avoids Lightning's script re-launch that breaks Hydra
+    multirun, Lightning #11300/#18175, hydra #2070). Rank 0 alone tests the best checkpoint on
+    one device and writes the run files (Lightning #12862).
+    """
     import torch
 
-    from dos_bench.lit import DOSLitModule, EpochTimer
+    from dos_bench.distributed import plan_launch
 
     t_start = time.perf_counter()
     _route_lightning_logs()
@@ -113,12 +121,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # a re-launched multirun skips jobs that already finished (their metrics are final)
         log.info("skipping %s: metrics.json exists (skip_completed=false to rerun)", run_dir)
         return json.loads(done.read_text())
+    plan = plan_launch(cfg)
+    if plan.mode == "external" and not plan.is_writer:
+        # srun/torchrun started every rank with the Hydra job: only rank 0 fills the job's log
+        logging.getLogger().setLevel(logging.WARNING)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = _resume_path(cfg, run_dir)
     torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    prep = _prepare(cfg, run_dir, write=plan.is_writer)
+    if plan.mode == "elastic":
+        return _launch_elastic(prep, plan.world_size, ckpt_path)
+    return _fit_and_test(cfg, prep, ckpt_path, t_start, distributed=plan.distributed)
 
+
+class _Prepared:
+    """What the data stage hands to the model stage (and, pickled, to the DDP workers)."""
+
+    def __init__(self, dm: Any, tt: Any, resolved: dict[str, Any]) -> None:
+        self.dm, self.tt, self.resolved = dm, tt, resolved
+
+
+def _prepare(cfg: DictConfig, run_dir: Path, *, write: bool, tt: Any = None) -> _Prepared:
+    """Data, fitted target representation, ``DATA_INFO`` and the resolved config.
+
+    ``write``: save ``config_resolved.yaml`` and ``splits.json`` (rank 0 only). ``tt``: an
+    already fitted target representation (DDP workers receive the parent's).
+    """
+    fitted = tt is not None
     # ---- data (seeded by its own seeds, not the training seed)
-    tt = build(cfg.target_repr)
+    if tt is None:
+        tt = build(cfg.target_repr)
     dm = build(cfg.data, extra_columns=list(tt.required_columns), _convert_="all")
     dm.setup("fit")
     if getattr(tt, "name", "") == "valence_norm" and dm.records.attrs.get("valence_normalised"):
@@ -126,17 +158,80 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             f"target_repr=valence_norm: dataset {dm.name} is already divided by the valence "
             "electron count (see its attrs['valence_check']); use target_repr=raw"
         )
-    tt.fit(dm.part_targets("train"), batch=dm.part_columns("train", tt.required_columns))
+    if not fitted:
+        tt.fit(dm.part_targets("train"), batch=dm.part_columns("train", tt.required_columns))
     DATA_INFO.clear()
     DATA_INFO.update(
         atom_dim=dm.atom_dim, n_points=dm.n_points, target_dim=tt.latent_dim(dm.n_points)
     )
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    with atomic_write(run_dir / "config_resolved.yaml") as tmp:
-        tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    write_json(run_dir / "splits.json", {**dm.split.ids(dm.records), "seed": cfg.split_seed})
+    if write:
+        with atomic_write(run_dir / "config_resolved.yaml") as tmp:
+            tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        write_json(run_dir / "splits.json", {**dm.split.ids(dm.records), "seed": cfg.split_seed})
+    return _Prepared(dm, tt, resolved)
 
-    # ---- model
+
+def _launch_elastic(prep: _Prepared, nprocs: int, ckpt_path: str | None) -> dict[str, Any]:
+    """Start ``nprocs`` workers on the resolved config; returns rank 0's metrics."""
+    from dos_bench.distributed import _elastic_entry, logging_spec, run_elastic, start_method_for
+
+    payload = {
+        "config": prep.resolved,  # fully resolved: workers need neither Hydra nor sys.argv
+        "data_info": dict(DATA_INFO),
+        "target_transform": prep.tt,  # fitted once here, identical on every rank
+        "ckpt_path": ckpt_path,
+        "logging": logging_spec(),
+    }
+    prep.dm = None  # the workers load the (now cached) data themselves
+    method = start_method_for(prep.resolved["trainer"].get("accelerator", "auto"))
+    results = run_elastic(_elastic_entry, nprocs, payload, start_method=method)
+    return results[0]
+
+
+def run_worker(payload: dict[str, Any]) -> dict[str, Any]:
+    """Body of one DDP worker started by :func:`dos_bench.distributed.run_elastic`.
+
+    Lightning finds the process group settings in the environment variables the elastic agent
+    set; ``TorchElasticEnvironment`` is passed explicitly so that an enclosing SLURM allocation
+    is not taken for the launcher, and ``num_nodes=1``.
+    """
+    import torch
+    from lightning.pytorch.plugins.environments import TorchElasticEnvironment
+
+    t_start = time.perf_counter()
+    _route_lightning_logs()
+    cfg = OmegaConf.create(payload["config"])
+    DATA_INFO.clear()
+    DATA_INFO.update(payload["data_info"])
+    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    prep = _prepare(cfg, _run_dir(cfg), write=False, tt=payload["target_transform"])
+    strategy = cfg.trainer.get("strategy", "auto")
+    extra = {
+        "plugins": [TorchElasticEnvironment()],
+        "num_nodes": 1,
+        "strategy": "ddp" if strategy in (None, "auto") else strategy,
+    }
+    return _fit_and_test(cfg, prep, payload["ckpt_path"], t_start, distributed=True,
+                         trainer_kwargs=extra)
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    prep: _Prepared,
+    ckpt_path: str | None,
+    t_start: float,
+    *,
+    distributed: bool = False,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    import lightning as L
+
+    from dos_bench.lit import DOSLitModule, EpochTimer
+
+    dm, tt, resolved = prep.dm, prep.tt, prep.resolved
+    run_dir = _run_dir(cfg)
+    # ---- model (every rank seeds alike, as Lightning does; DDP broadcasts rank 0's weights)
     L.seed_everything(cfg.seed, workers=True)
     model = build(cfg.model, out_dim=DATA_INFO["target_dim"], _recursive_=True)
     n_params = model.n_parameters()
@@ -169,15 +264,51 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     loggers = build_loggers(cfg)
     try:
         callbacks = build_callbacks(cfg)
-        extra = {}
+        extra = dict(trainer_kwargs or {})
         if any(type(c).__name__ == "EpochLineLogger" for c in callbacks):
             extra["enable_progress_bar"] = False
         trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks + [timer], logger=loggers,
                                    **extra)
         trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
-        metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params)
+        if not distributed:
+            metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params)
+        else:
+            metrics = _test_on_rank_zero(cfg, trainer, lit, dm, tt, model, timer, loggers,
+                                         run_dir, n_params, extra)
     finally:
         _close_loggers(loggers)
+    return metrics
+
+
+def _test_on_rank_zero(cfg, trainer, lit, dm, tt, model, timer, loggers, run_dir: Path,
+                       n_params: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """After a DDP fit: rank 0 tests the best checkpoint on one device and writes the files.
+
+    ``trainer.test`` under DDP would pad the test set through the ``DistributedSampler`` and
+    count some materials twice (Lightning #12862); one process sees every test material once.
+    The process group is closed first, so the test runs exactly as in a one-process run.
+    """
+    import torch.distributed as dist
+
+    rank = trainer.global_rank
+    best_val = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # every checkpoint is on disk before rank 0 reads the best one
+        dist.destroy_process_group()
+    if rank != 0:
+        return {"selection": {"monitor": cfg.monitor,
+                              "best_val": None if best_val is None else float(best_val)}}
+    kwargs = {k: v for k, v in extra.items() if k == "enable_progress_bar"}
+    tester = build(cfg.trainer, devices=1, num_nodes=1, strategy="auto", sync_batchnorm=False,
+                   callbacks=[timer],
+                   logger=loggers, enable_checkpointing=False, **kwargs)
+    metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params,
+                              tester=tester)
+    if metrics["n_test"] != len(lit.test_results["idx"]):
+        raise RuntimeError(
+            f"tested {len(lit.test_results['idx'])} materials, the test split has "
+            f"{metrics['n_test']}"
+        )
     return metrics
 
 
@@ -207,7 +338,9 @@ def _close_loggers(loggers: list) -> None:
             wandb.finish()
 
 
-def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_params: int):
+def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_params: int,
+                    tester=None):
+    """Test the best checkpoint (on ``tester`` if given, else the fit trainer) and write files."""
     import torch
 
     from dos_bench.metrics import compute_metrics
@@ -215,7 +348,7 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
 
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
-    trainer.test(lit, datamodule=dm, ckpt_path=best or None, verbose=False)
+    (tester or trainer).test(lit, datamodule=dm, ckpt_path=best or None, verbose=False)
     res = lit.test_results
     if res is None:
         raise RuntimeError("the test loop produced no predictions (is the test split empty?)")
@@ -301,7 +434,12 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+# absolute: a relative config_path is resolved as ``pkg://conf`` when the task function's module
+# is ``dos_bench.train`` (the ``dos-train`` script, joblib/submitit workers) and fails there
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg)
@@ -313,4 +451,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    # run the importable ``dos_bench.train.main``, not this ``__main__`` copy: launchers that
+    # pickle the task function (joblib, submitit) then pickle it by reference, and DATA_INFO and
+    # the resolvers exist once
+    from dos_bench.train import main as _main
+
+    _main()
