@@ -343,7 +343,8 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
     """Test the best checkpoint (on ``tester`` if given, else the fit trainer) and write files."""
     import torch
 
-    from dos_bench.metrics import compute_metrics
+    from dos_bench.evaluate import derived_metrics
+    from dos_bench.metrics import compute_metrics, grouped_metrics
     from dos_bench.models.baselines import MeanSpectrum
 
     ckpt_cb = trainer.checkpoint_callback
@@ -384,6 +385,22 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
             "dos": dm.records.attrs.get("dos_unit"),
         },
     }
+    idx = res["idx"]
+    groups = dm.groups(idx)
+    metrics["kind"] = dm.records.attrs.get("kind")
+    metrics["test_groups"] = grouped_metrics(
+        res["pred"], res["true"], groups, list(cfg.metrics), spacing=dm.spacing
+    )
+    meta = _meta_columns(dm, idx)
+    ev = cfg.get("evaluation") or {}
+    if ev.get("derived", True) and metrics["kind"] in ("edos", "phdos"):
+        probe = _fit_fermi_probe(dm, ev, cfg.seed) if metrics["kind"] == "edos" else None
+        settings = dict(ev.get("settings") or {})
+        if probe is not None:
+            settings.setdefault("fermi_column", probe.column)
+        metrics["derived"] = derived_metrics(
+            res["pred"], res["true"], dm.grid, metrics["kind"], meta, settings, probe
+        )
     if hasattr(tt, "reconstruction_mae"):
         val_y = torch.as_tensor(dm.part_targets("val"))
         rec = tt.reconstruct(val_y, dm.part_columns("val", tt.required_columns))
@@ -395,8 +412,6 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
         log.info("autoencoder (latent %d) reconstruction MAE on validation: %.4g (native units)",
                  tt.latent, metrics["autoencoder"]["reconstruction_mae_val_native"])
     write_json(run_dir / "metrics.json", metrics)
-    idx = res["idx"]
-    groups = dm.groups(idx)
     with atomic_write(run_dir / "predictions.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(
@@ -406,7 +421,9 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
                 true=res["true"],
                 pred=res["pred"],
                 energy_unit=np.asarray(str(dm.records.attrs.get("energy_unit", ""))),
+                spacing=np.asarray(dm.spacing),
                 **{f"group_{k}": np.asarray(v).astype(str) for k, v in groups.items()},
+                **{f"meta_{k}": v for k, v in meta.items()},
             )
     if cfg.get("plots", True):
         from dos_bench.plots import plot_quartile_examples
@@ -414,6 +431,40 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
         plot_quartile_examples(run_dir / "predictions.npz", run_dir / "examples_by_quartile.png")
     _print_summary(metrics, run_dir)
     return metrics
+
+
+META_COLUMNS = ("e_fermi", "e_fermi_abs", "band_gap", "vbm", "cbm", "n_species", "formula")
+
+
+def _meta_columns(dm: Any, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-material metadata written beside the predictions (derived metrics and figures)."""
+    out = {"n_atoms": dm.records.n_atoms[idx].astype(np.int64)}
+    for col in META_COLUMNS:
+        if col in dm.records.meta:
+            v = dm.records.meta[col][idx]
+            out[col] = v.astype(str) if v.dtype.kind in "OUS" else v.astype(np.float64)
+    return out
+
+
+def _fit_fermi_probe(dm: Any, ev: Any, seed: int):
+    """DOSTransformer A.2: an MLP from ground-truth train spectra to the Fermi energy."""
+    from dos_bench.physics import FermiProbe
+
+    if not ev.get("fermi_probe", True):
+        return None
+    col = ev.get("fermi_column") or next(
+        (c for c in ("e_fermi_abs", "e_fermi") if c in dm.records.meta), None
+    )
+    if col is None:
+        return None
+    target = dm.records.meta[col][dm.split.train].astype(np.float64)
+    if not np.isfinite(target).all() or np.std(target) == 0:
+        log.info("Fermi-energy probe skipped: %s is constant or missing on the train split", col)
+        return None
+    probe = FermiProbe(seed=seed, **dict(ev.get("fermi_probe_args") or {}))
+    probe.fit(dm.part_targets("train"), target)
+    probe.column = col
+    return probe
 
 
 def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
