@@ -8,7 +8,7 @@ STAMP    := $(VENV)/.installed
 TORCH    ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-all lint format bench clean
+.PHONY: install run test test-all lint format bench tables-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
@@ -41,6 +41,10 @@ format: $(STAMP)
 ## speed and memory figures (measured, never asserted by tests)
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(ARGS)
+
+## every paper-table preset, scaled down on the toy data, then dos-tables --check (< 15 min)
+tables-smoke: $(STAMP)
+	$(PY) scripts/tables_smoke.py $(ARGS)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache build *.egg-info

@@ -492,12 +492,24 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
     except (ConfigError, DataError) as exc:
         # one clear message naming the key, file or record; no traceback for bad input
         log.error("%s: %s", type(exc).__name__, exc)
+        if multirun:
+            return None  # the job has no metrics.json: dos-tables shows it as failed
         raise SystemExit(2) from None
+    except Exception:
+        if not multirun:
+            raise
+        # in a sweep one failed job must not stop the others; it shows as failed in the table
+        log.exception("job failed; the sweep continues")
+        return None
     return metrics["selection"]["best_val"]
 
 
