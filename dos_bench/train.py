@@ -500,14 +500,14 @@ def main(cfg: DictConfig) -> float | None:
         metrics = train(cfg)
     except (ConfigError, DataError) as exc:
         # one clear message naming the key, file or record; no traceback for bad input
+        # (bad input or config fails fast, in a sweep too: it would fail every job alike)
         log.error("%s: %s", type(exc).__name__, exc)
-        if multirun:
-            return None  # the job has no metrics.json: dos-tables shows it as failed
         raise SystemExit(2) from None
     except Exception:
         if not multirun:
             raise
-        # in a sweep one failed job must not stop the others; it shows as failed in the table
+        # a job that fails at run time (e.g. a diverging loss) must not stop the other jobs of a
+        # sweep; it has no metrics.json, so dos-tables shows it as failed
         log.exception("job failed; the sweep continues")
         return None
     return metrics["selection"]["best_val"]
