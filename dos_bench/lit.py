@@ -260,9 +260,8 @@ class EpochLineLogger(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0 = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Lightning 2 runs validation before this hook, so the epoch's val metrics are in
         import logging
 
         m = trainer.callback_metrics
