@@ -44,9 +44,10 @@ def find_inputs(inputs: str | list[str]) -> list[Path]:
         p = Path(item)
         if p.is_dir():
             files += sorted(
-                f for f in p.iterdir()
-                if f.is_file() and (f.suffix.lower() in STRUCTURE_SUFFIXES
-                                    or f.name.startswith(STRUCTURE_NAMES))
+                f
+                for f in p.iterdir()
+                if f.is_file()
+                and (f.suffix.lower() in STRUCTURE_SUFFIXES or f.name.startswith(STRUCTURE_NAMES))
             )
         elif p.is_file():
             files.append(p)
@@ -66,7 +67,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - report any unpickling problem with the file name
-        raise DataError(f"{path}: cannot load the checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise DataError(
+            f"{path}: cannot load the checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
     if not ckpt.get("dos_bench_config") or not ckpt.get("dos_bench_meta"):
         raise DataError(f"{path}: not a dos_bench checkpoint (no stored config and grid)")
     return ckpt
@@ -85,18 +88,22 @@ class Predictor:
         self.cfg = OmegaConf.create(ckpt["dos_bench_config"])
         self.meta = ckpt["dos_bench_meta"]
         tr.DATA_INFO.update(
-            atom_dim=self.meta["atom_dim"], n_points=len(self.meta["grid"]),
+            atom_dim=self.meta["atom_dim"],
+            n_points=len(self.meta["grid"]),
             target_dim=self.meta["target_dim"],
         )
         self.model = tr.build(self.cfg.model, out_dim=self.meta["target_dim"])
         self.tt = tr.build(self.cfg.target_repr)
         state = ckpt["state_dict"]
         self.model.load_state_dict(
-            {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+            {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
         )
         self.tt.load_state_dict(
-            {k[len("target_transform."):]: v for k, v in state.items()
-             if k.startswith("target_transform.")}
+            {
+                k[len("target_transform.") :]: v
+                for k, v in state.items()
+                if k.startswith("target_transform.")
+            }
         )
         self.model.eval()
         self.tt.eval()
@@ -119,8 +126,9 @@ class Predictor:
         rs = RecordSet.from_records(
             [DOSRecord(i, s, dummy, dummy) for i, s in zip(ids, structures, strict=True)]
         )
-        data = to_data_list(rs, build_graphs(rs, self.graph, progress=False),
-                            atom_features=self.atom_features)
+        data = to_data_list(
+            rs, build_graphs(rs, self.graph, progress=False), atom_features=self.atom_features
+        )
         batch = Batch.from_data_list(data)
         with torch.no_grad():
             out = self.model(batch)["pred"]
@@ -132,8 +140,9 @@ class Predictor:
         return native.numpy()
 
 
-def derived_quantities(kind: str | None, grid: np.ndarray, spectra: np.ndarray,
-                       n_atoms: np.ndarray) -> dict[str, np.ndarray]:
+def derived_quantities(
+    kind: str | None, grid: np.ndarray, spectra: np.ndarray, n_atoms: np.ndarray
+) -> dict[str, np.ndarray]:
     """Band gap and VB-gap flag (eDOS) or heat capacity and mean frequency (phDOS)."""
     try:
         import dos_bench.physics as ph
@@ -150,8 +159,9 @@ def derived_quantities(kind: str | None, grid: np.ndarray, spectra: np.ndarray,
     return out
 
 
-def plot_spectrum(grid: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str,
-                  out: Path) -> None:
+def plot_spectrum(
+    grid: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str, out: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,8 +188,9 @@ def predict(cfg: DictConfig) -> int:
     if not cfg.get("inputs"):
         raise ConfigError("inputs is required: inputs=<CIF/POSCAR file or folder>")
     predictor = Predictor(cfg.ckpt_path)
-    files = find_inputs(OmegaConf.to_object(cfg.inputs) if not isinstance(cfg.inputs, str)
-                        else cfg.inputs)
+    files = find_inputs(
+        OmegaConf.to_object(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs
+    )
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     structures, names, failed = [], [], []
@@ -192,37 +203,64 @@ def predict(cfg: DictConfig) -> int:
             names.append(f)
         except Exception as exc:  # noqa: BLE001 - any parser error: report the file, go on
             failed.append(f)
-            log.error("%s: cannot read this structure (%s: %s); skipped", f,
-                      type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.error(
+                "%s: cannot read this structure (%s: %s); skipped",
+                f,
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
     if structures:
         ids = [f.stem for f in names]
         spectra = predictor.predict(structures, ids)
         n_atoms = np.array([len(s) for s in structures])
         kind = predictor.meta.get("kind")
         derived = derived_quantities(kind, predictor.grid, spectra, n_atoms)
-        unit = ("normalised" if predictor.normalised
-                else str(predictor.meta.get("dos_unit") or "native"))
+        unit = (
+            "normalised"
+            if predictor.normalised
+            else str(predictor.meta.get("dos_unit") or "native")
+        )
         with atomic_write(out_dir / "predictions.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, ids=np.array(ids), files=np.array([str(f) for f in names]),
-                         energies=predictor.grid, pred=spectra, dos_unit=np.asarray(unit),
-                         **{k: v for k, v in derived.items()})
+                np.savez(
+                    fh,
+                    ids=np.array(ids),
+                    files=np.array([str(f) for f in names]),
+                    energies=predictor.grid,
+                    pred=spectra,
+                    dos_unit=np.asarray(unit),
+                    **{k: v for k, v in derived.items()},
+                )
         with atomic_write(out_dir / "predictions.csv") as tmp:
             with open(tmp, "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["id", "file", "formula", "n_atoms", "dos_unit", *derived])
                 for i, (f, s) in enumerate(zip(names, structures, strict=True)):
-                    w.writerow([ids[i], str(f), s.composition.reduced_formula, len(s), unit,
-                                *[_fmt(v[i]) for v in derived.values()]])
+                    w.writerow(
+                        [
+                            ids[i],
+                            str(f),
+                            s.composition.reduced_formula,
+                            len(s),
+                            unit,
+                            *[_fmt(v[i]) for v in derived.values()],
+                        ]
+                    )
         xlabel = f"E ({predictor.meta.get('energy_unit') or ''})"
         for i, sid in enumerate(ids):
-            plot_spectrum(predictor.grid, spectra[i],
-                          f"{sid}: {structures[i].composition.reduced_formula}", xlabel,
-                          f"DOS ({unit})", out_dir / f"{sid}.png")
+            plot_spectrum(
+                predictor.grid,
+                spectra[i],
+                f"{sid}: {structures[i].composition.reduced_formula}",
+                xlabel,
+                f"DOS ({unit})",
+                out_dir / f"{sid}.png",
+            )
         log.info("wrote %d predictions to %s", len(ids), out_dir)
     if failed:
-        log.error("%d of %d files failed: %s", len(failed), len(files),
-                  ", ".join(str(f) for f in failed))
+        log.error(
+            "%d of %d files failed: %s", len(failed), len(files), ", ".join(str(f) for f in failed)
+        )
     print(f"predicted {len(structures)} of {len(files)} structures -> {out_dir}", flush=True)
     return len(failed)
 

@@ -224,7 +224,9 @@ class RecordSet:
                 need = {"ids", "lattices", "numbers", "frac_coords", "ptr", "energies", "spectra"}
                 missing = need - files
                 if missing:
-                    raise DataError(f"{path}: not a dos_bench record file (missing {sorted(missing)})")
+                    raise DataError(
+                        f"{path}: not a dos_bench record file (missing {sorted(missing)})"
+                    )
                 attrs = json.loads(str(z["__attrs__"])) if "__attrs__" in files else {}
                 rs = cls(
                     ids=z["ids"],
@@ -245,7 +247,9 @@ class RecordSet:
                 "delete it to regenerate"
             ) from exc
         if attrs.get("format") != _FORMAT_VERSION:
-            raise DataError(f"{path}: record file format {attrs.get('format')} != {_FORMAT_VERSION}")
+            raise DataError(
+                f"{path}: record file format {attrs.get('format')} != {_FORMAT_VERSION}"
+            )
         rs.attrs.pop("format", None)
         rs.validate(source=path)
         return rs
