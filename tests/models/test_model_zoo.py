@@ -40,11 +40,23 @@ OUT = 16  # grid points in these tests
 #              by a softmax over atoms, so the embedding scales as 1/n (halves); a property of the
 #              published architecture, kept as the default.
 SUPERCELL = {
-    "d_alignn": "intensive", "ae_alignn": "intensive", "e3nn": "intensive",
-    "e3nn_energy": "intensive", "e3nn2dos": "intensive", "xtal2dos": "intensive",
-    "rnn": "intensive", "rnn_attn": "intensive", "chunk_rnn_attn": "intensive",
-    "mlp": "sum", "mlp_energy": "sum", "graph_network": "sum", "graph_network_energy": "sum",
-    "dostransformer": "sum", "e3nn_orig": "sum", "gatgnn": "inverse", "mat2spec": "inverse",
+    "d_alignn": "intensive",
+    "ae_alignn": "intensive",
+    "e3nn": "intensive",
+    "e3nn_energy": "intensive",
+    "e3nn2dos": "intensive",
+    "xtal2dos": "intensive",
+    "rnn": "intensive",
+    "rnn_attn": "intensive",
+    "chunk_rnn_attn": "intensive",
+    "mlp": "sum",
+    "mlp_energy": "sum",
+    "graph_network": "sum",
+    "graph_network_energy": "sum",
+    "dostransformer": "sum",
+    "e3nn_orig": "sum",
+    "gatgnn": "inverse",
+    "mat2spec": "inverse",
 }
 
 from model_sizes import small_overrides  # noqa: E402
@@ -68,32 +80,50 @@ def build_model(name: str, small: bool = False, out_dim: int = OUT, cutoff: floa
     torch.manual_seed(0)
     model = train_mod.build(cfg.model, out_dim=out_dim)
     g = dict(cfg.model.graph)
-    recipe = GraphRecipe(cutoff=min(float(g["cutoff"]), cutoff), max_neighbors=None,
-                         keep_ties=False, self_loops=bool(g.get("self_loops", False)))
+    recipe = GraphRecipe(
+        cutoff=min(float(g["cutoff"]), cutoff),
+        max_neighbors=None,
+        keep_ties=False,
+        self_loops=bool(g.get("self_loops", False)),
+    )
     return model, recipe, cfg.model.atom_features
 
 
 def _structures() -> list[Structure]:
-    fcc = lambda a, el: Structure(Lattice.cubic(a), [el] * 4,  # noqa: E731
-                                  [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    rock = Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.2), ["Mg", "O"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"],
-                                     [[0, 0, 0], [0.5, 0.5, 0.5]]).get_primitive_structure()
-    si = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"],
-                                   [[0, 0, 0]]).get_primitive_structure()
+    def fcc(a, el):
+        return Structure(
+            Lattice.cubic(a),
+            [el] * 4,
+            [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+        )
+
+    rock = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(4.2), ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.6), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).get_primitive_structure()
+    si = Structure.from_spacegroup(
+        "Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]]
+    ).get_primitive_structure()
     bcc = Structure(Lattice.cubic(2.87), ["Fe", "Fe"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    hcp = Structure(Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"],
-                    [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
-    tri = Structure(Lattice.from_parameters(3.9, 4.3, 4.7, 81, 97, 104), ["Ti", "O", "N"],
-                    [[0.02, 0.05, 0.0], [0.51, 0.43, 0.12], [0.27, 0.81, 0.61]])
+    hcp = Structure(
+        Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]]
+    )
+    tri = Structure(
+        Lattice.from_parameters(3.9, 4.3, 4.7, 81, 97, 104),
+        ["Ti", "O", "N"],
+        [[0.02, 0.05, 0.0], [0.51, 0.43, 0.12], [0.27, 0.81, 0.61]],
+    )
     return [fcc(4.05, "Al"), rock, nacl, si, bcc, hcp, tri, fcc(3.61, "Cu")]
 
 
 def _batch(structs, recipe, features, dtype=torch.float64):
     rs = RecordSet.from_records(
-        [DOSRecord(f"s{i}", s, np.arange(OUT, dtype=float), np.ones(OUT)) for i, s in
-         enumerate(structs)]
+        [
+            DOSRecord(f"s{i}", s, np.arange(OUT, dtype=float), np.ones(OUT))
+            for i, s in enumerate(structs)
+        ]
     )
     data = to_data_list(rs, build_graphs(rs, recipe, progress=False), atom_features=features)
     b = Batch.from_data_list(data)
