@@ -229,6 +229,36 @@ def _dups(ids: Sequence[str]) -> list[str]:
     return [k for k, n in Counter(ids).items() if n > 1]
 
 
+def auto_spec(runs: Sequence[Run]) -> Path:
+    """A table spec for runs of an ad-hoc sweep: rows = ``model.name``, columns = test metrics.
+
+    Written to a temporary YAML file (no published values) and loaded like any other spec.
+    """
+    import tempfile
+
+    models = sorted({str(r.get("model.name")) for r in runs})
+    metrics: list[str] = []
+    for r in runs:
+        for k in (r.metrics or {}).get("test", {}):
+            if k not in metrics:
+                metrics.append(k)
+    if not metrics:
+        metrics = ["mae"]
+    raw = {
+        "name": "sweep",
+        "title": "Sweep: test metrics (mean (std) over the runs of each model)",
+        "row_header": ["model"],
+        "columns": [{"id": m, "label": m, "metric": f"test.{m}"} for m in metrics],
+        "rows": [
+            {"id": f"m{i}", "labels": [m], "match": {"model.name": m}} for i, m in enumerate(models)
+        ],
+    }
+    fd, name = tempfile.mkstemp(prefix="dos_tables_sweep_", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(raw, fh, sort_keys=False)
+    return Path(name)
+
+
 def load_spec(name_or_path: str | Path) -> TableSpec:
     """Load and validate a table spec by name (``dos_bench/published/<name>.yaml``) or path."""
     p = Path(name_or_path)
@@ -1126,12 +1156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs = [(load_spec(args.table), runs)]
         else:
             names = _tables_of(runs)
-            if not names:
-                raise ConfigError(
-                    "the runs have no `table` config key (run a conf/experiment "
-                    f"preset, or pass --table); available: {available_specs()}"
-                )
             jobs = [(load_spec(n), [r for r in runs if str(r.get("table")) == n]) for n in names]
+            untabled = [r for r in runs if r.get("table") in (None, "None", "")]
+            if untabled:
+                # an ad-hoc sweep (no preset): one row per model, one column per test metric
+                jobs.append((load_spec(auto_spec(untabled)), untabled))
     except (ConfigError, FileNotFoundError) as exc:
         print(f"dos-tables: {exc}", file=sys.stderr)
         return 2

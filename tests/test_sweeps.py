@@ -64,6 +64,16 @@ def test_joblib_launcher_runs_four_jobs_in_parallel(data_dir, tmp_path):
     overlaps = sum(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
     assert overlaps >= 1, spans
     assert not (tmp_path / "outputs").exists()
+    # dos-tables reads the sweep: one row per model, mean over the two seeds in every cell
+    tables = subprocess.run(
+        [sys.executable, "-m", "dos_bench.tables", str(sweep), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert tables.returncode == 0, tables.stdout + tables.stderr
+    assert "graph_network" in tables.stdout and "| mlp" in tables.stdout
+    assert "missing" not in tables.stdout and "FAILED" not in tables.stdout
 
 
 @pytest.mark.parametrize("launcher,tasks", [("slurm_ddp", 2), ("slurm_sweep", 1)])
