@@ -24,19 +24,19 @@ __all__ = ["DOSLitModule", "EpochTimer", "EpochLineLogger"]
 
 class DOSLitModule(L.LightningModule):
     """Args:
-        model: a :class:`dos_bench.models.model.DOSModel`.
-        target_transform: the fitted target representation.
-        loss: objective on (linked prediction, encoded target).
-        optimizer: partial optimizer constructor taking the parameters.
-        scheduler: partial scheduler constructor taking the optimizer, or ``None``.
-        metrics: names of the native-unit metrics logged on validation and test.
-        spacing: grid spacing for the Wasserstein distance.
-        scheduler_interval: ``epoch`` or ``step``.
-        monitor: metric a plateau scheduler follows.
-        metric_space: ``native`` (default: decoded spectra in the dataset's units) or
-            ``normalised``: both spectra re-expressed in the target representation's per-material
-            normalisation (the inner one for an autoencoder), e.g. states/eV/electron for
-            ``valence_norm`` as ALIGNN-DOS reports.
+    model: a :class:`dos_bench.models.model.DOSModel`.
+    target_transform: the fitted target representation.
+    loss: objective on (linked prediction, encoded target).
+    optimizer: partial optimizer constructor taking the parameters.
+    scheduler: partial scheduler constructor taking the optimizer, or ``None``.
+    metrics: names of the native-unit metrics logged on validation and test.
+    spacing: grid spacing for the Wasserstein distance.
+    scheduler_interval: ``epoch`` or ``step``.
+    monitor: metric a plateau scheduler follows.
+    metric_space: ``native`` (default: decoded spectra in the dataset's units) or
+        ``normalised``: both spectra re-expressed in the target representation's per-material
+        normalisation (the inner one for an autoencoder), e.g. states/eV/electron for
+        ``valence_norm`` as ALIGNN-DOS reports.
     """
 
     def __init__(
@@ -78,8 +78,9 @@ class DOSLitModule(L.LightningModule):
         y = batch.y.float()
         z, scale = self.target_transform.encode(y, batch)
         out = self.model(batch, target=z)
-        out = {k: self.target_transform.link(v) if k.startswith("pred") else v
-               for k, v in out.items()}
+        out = {
+            k: self.target_transform.link(v) if k.startswith("pred") else v for k, v in out.items()
+        }
         loss = self.loss_fn(out["pred"], z, out)
         return loss, out["pred"], scale
 
@@ -96,17 +97,37 @@ class DOSLitModule(L.LightningModule):
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}:"
                 " lower the learning rate or check the data"
             )
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=batch.num_graphs, sync_dist=True)
+        self.log(
+            "train/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch.num_graphs,
+            sync_dist=True,
+        )
         for k, v in (getattr(self.loss_fn, "last_components", None) or {}).items():
-            self.log(f"train/loss_{k}", v, on_step=False, on_epoch=True,
-                     batch_size=batch.num_graphs, sync_dist=True)
+            self.log(
+                f"train/loss_{k}",
+                v,
+                on_step=False,
+                on_epoch=True,
+                batch_size=batch.num_graphs,
+                sync_dist=True,
+            )
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
         loss, pred, scale = self._shared_step(batch)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, batch_size=batch.num_graphs,
-                 prog_bar=stage == "val", sync_dist=True)  # epoch-level: one all-reduce an epoch
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch.num_graphs,
+            prog_bar=stage == "val",
+            sync_dist=True,
+        )  # epoch-level: one all-reduce an epoch
         native = self.target_transform.decode(pred.float(), scale)
         true = batch.y.float()
         if self.metric_space != "native":
@@ -265,9 +286,15 @@ class EpochLineLogger(Callback):
         import logging
 
         m = trainer.callback_metrics
-        parts = [f"{k}={float(v):.4g}" for k, v in sorted(m.items())
-                 if k.startswith(("train/loss", "val/")) and v.numel() == 1]
+        parts = [
+            f"{k}={float(v):.4g}"
+            for k, v in sorted(m.items())
+            if k.startswith(("train/loss", "val/")) and v.numel() == 1
+        ]
         logging.getLogger("dos_bench.train").info(
-            "epoch %d/%d (%.1f s): %s", trainer.current_epoch + 1, trainer.max_epochs,
-            time.perf_counter() - self._t0, " ".join(parts),
+            "epoch %d/%d (%.1f s): %s",
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            time.perf_counter() - self._t0,
+            " ".join(parts),
         )

@@ -35,6 +35,7 @@ __all__ = [
     "contrastive_loss",
 ]
 
+
 class MSELoss(nn.Module):
     """Mean squared error over all entries (ALIGNN-DOS, Mat2Spec ``MSE``)."""
 
@@ -47,7 +48,6 @@ class MAELoss(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, out: dict | None = None) -> Tensor:
         return torch.mean(torch.abs(pred.float() - target.float()))
-
 
 
 def _normalise(x: Tensor, eps: float) -> Tensor:

@@ -212,8 +212,9 @@ def run_worker(payload: dict[str, Any]) -> dict[str, Any]:
         "num_nodes": 1,
         "strategy": "ddp" if strategy in (None, "auto") else strategy,
     }
-    return _fit_and_test(cfg, prep, payload["ckpt_path"], t_start, distributed=True,
-                         trainer_kwargs=extra)
+    return _fit_and_test(
+        cfg, prep, payload["ckpt_path"], t_start, distributed=True, trainer_kwargs=extra
+    )
 
 
 def _fit_and_test(
@@ -267,21 +268,34 @@ def _fit_and_test(
         extra = dict(trainer_kwargs or {})
         if any(type(c).__name__ == "EpochLineLogger" for c in callbacks):
             extra["enable_progress_bar"] = False
-        trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks + [timer], logger=loggers,
-                                   **extra)
+        trainer: L.Trainer = build(
+            cfg.trainer, callbacks=callbacks + [timer], logger=loggers, **extra
+        )
         trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
         if not distributed:
             metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params)
         else:
-            metrics = _test_on_rank_zero(cfg, trainer, lit, dm, tt, model, timer, loggers,
-                                         run_dir, n_params, extra)
+            metrics = _test_on_rank_zero(
+                cfg, trainer, lit, dm, tt, model, timer, loggers, run_dir, n_params, extra
+            )
     finally:
         _close_loggers(loggers)
     return metrics
 
 
-def _test_on_rank_zero(cfg, trainer, lit, dm, tt, model, timer, loggers, run_dir: Path,
-                       n_params: int, extra: dict[str, Any]) -> dict[str, Any]:
+def _test_on_rank_zero(
+    cfg,
+    trainer,
+    lit,
+    dm,
+    tt,
+    model,
+    timer,
+    loggers,
+    run_dir: Path,
+    n_params: int,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     """After a DDP fit: rank 0 tests the best checkpoint on one device and writes the files.
 
     ``trainer.test`` under DDP would pad the test set through the ``DistributedSampler`` and
@@ -296,14 +310,27 @@ def _test_on_rank_zero(cfg, trainer, lit, dm, tt, model, timer, loggers, run_dir
         dist.barrier()  # every checkpoint is on disk before rank 0 reads the best one
         dist.destroy_process_group()
     if rank != 0:
-        return {"selection": {"monitor": cfg.monitor,
-                              "best_val": None if best_val is None else float(best_val)}}
+        return {
+            "selection": {
+                "monitor": cfg.monitor,
+                "best_val": None if best_val is None else float(best_val),
+            }
+        }
     kwargs = {k: v for k, v in extra.items() if k == "enable_progress_bar"}
-    tester = build(cfg.trainer, devices=1, num_nodes=1, strategy="auto", sync_batchnorm=False,
-                   callbacks=[timer],
-                   logger=loggers, enable_checkpointing=False, **kwargs)
-    metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params,
-                              tester=tester)
+    tester = build(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        callbacks=[timer],
+        logger=loggers,
+        enable_checkpointing=False,
+        **kwargs,
+    )
+    metrics = _test_and_write(
+        cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params, tester=tester
+    )
     if metrics["n_test"] != len(lit.test_results["idx"]):
         raise RuntimeError(
             f"tested {len(lit.test_results['idx'])} materials, the test split has "
@@ -338,8 +365,9 @@ def _close_loggers(loggers: list) -> None:
             wandb.finish()
 
 
-def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_params: int,
-                    tester=None):
+def _test_and_write(
+    cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_params: int, tester=None
+):
     """Test the best checkpoint (on ``tester`` if given, else the fit trainer) and write files."""
     import torch
 
@@ -409,8 +437,11 @@ def _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir: Path, n_pa
             "reconstruction_mae_heldout_train": tt.reconstruction_mae,
             "reconstruction_mae_val_native": float(torch.mean(torch.abs(rec - val_y))),
         }
-        log.info("autoencoder (latent %d) reconstruction MAE on validation: %.4g (native units)",
-                 tt.latent, metrics["autoencoder"]["reconstruction_mae_val_native"])
+        log.info(
+            "autoencoder (latent %d) reconstruction MAE on validation: %.4g (native units)",
+            tt.latent,
+            metrics["autoencoder"]["reconstruction_mae_val_native"],
+        )
     write_json(run_dir / "metrics.json", metrics)
     with atomic_write(run_dir / "predictions.npz") as tmp:
         with open(tmp, "wb") as fh:

@@ -15,13 +15,24 @@ SMALL_HEAD = {
     "DirectHead": ["model.head.hidden=32"],
     "EnergyEmbeddingHead": ["model.head.d=32"],
     "CrossAttentionHead": ["model.head.d=32"],
-    "SeqTransformerHead": ["model.head.d_model=32", "model.head.d_ff=64", "model.head.n_heads=2",
-                           "model.head.n_layers=2"],
+    "SeqTransformerHead": [
+        "model.head.d_model=32",
+        "model.head.d_ff=64",
+        "model.head.n_heads=2",
+        "model.head.n_layers=2",
+    ],
     "RNNHead": ["model.head.hidden=32"],
-    "Mat2SpecHead": ["model.head.latent_dim=16", "model.head.feat_hidden=[32,32]",
-                     "model.head.label_hidden=[32]", "model.head.translator_hidden=[32,32]",
-                     "model.head.predictor_hidden=32", "model.head.projector_hidden=32",
-                     "model.head.proj_dim=32", "model.head.mix_hidden=16", "model.head.dropout=0"],
+    "Mat2SpecHead": [
+        "model.head.latent_dim=16",
+        "model.head.feat_hidden=[32,32]",
+        "model.head.label_hidden=[32]",
+        "model.head.translator_hidden=[32,32]",
+        "model.head.predictor_hidden=32",
+        "model.head.projector_hidden=32",
+        "model.head.proj_dim=32",
+        "model.head.mix_hidden=16",
+        "model.head.dropout=0",
+    ],
 }
 
 

@@ -24,11 +24,12 @@ def trained(tmp_path_factory, data_dir, compose_config):
 
 def _inputs(folder: Path) -> Path:
     folder.mkdir()
-    Structure(Lattice.cubic(4.05), ["Al"] * 4,
-              [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]).to(
-        filename=str(folder / "Al.cif"))
-    Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
-                              [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(folder / "NaCl.cif"))
+    Structure(
+        Lattice.cubic(4.05), ["Al"] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    ).to(filename=str(folder / "Al.cif"))
+    Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).to(filename=str(folder / "NaCl.cif"))
     (folder / "broken.cif").write_text("data_broken\n_cell_length_a 4.0\nthis is not a cif\n")
     return folder
 
@@ -38,9 +39,18 @@ def test_predict_folder_with_a_broken_file(trained, tmp_path):
     inputs = _inputs(tmp_path / "in")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "dos_bench.predict", f"ckpt_path={ckpt}", f"inputs={inputs}",
-         f"output_dir={out}", f"hydra.run.dir={tmp_path / 'hydra'}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dos_bench.predict",
+            f"ckpt_path={ckpt}",
+            f"inputs={inputs}",
+            f"output_dir={out}",
+            f"hydra.run.dir={tmp_path / 'hydra'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "broken.cif" in proc.stdout + proc.stderr
@@ -80,9 +90,17 @@ def test_predictor_matches_the_trained_model(trained):
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "dos_bench.predict", f"ckpt_path={tmp_path / 'nope.ckpt'}",
-         f"inputs={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dos_bench.predict",
+            f"ckpt_path={tmp_path / 'nope.ckpt'}",
+            f"inputs={tmp_path}",
+            f"hydra.run.dir={tmp_path / 'h'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "nope.ckpt" in proc.stdout + proc.stderr

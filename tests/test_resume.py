@@ -30,9 +30,19 @@ KILLER = textwrap.dedent('''
 def _run(args, tmp_path, data_dir, extra_env=None):
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     env.update(extra_env or {})
-    base = [sys.executable, "-m", "dos_bench.train", "dataset=toy_phdos", "model=mlp",
-            "progress=false", "num_threads=1", "trainer=debug", "trainer.max_epochs=4",
-            f"paths.data_dir={data_dir}", "dataset.source.n_materials=96"]
+    base = [
+        sys.executable,
+        "-m",
+        "dos_bench.train",
+        "dataset=toy_phdos",
+        "model=mlp",
+        "progress=false",
+        "num_threads=1",
+        "trainer=debug",
+        "trainer.max_epochs=4",
+        f"paths.data_dir={data_dir}",
+        "dataset.source.n_materials=96",
+    ]
     return subprocess.run(base + args, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -46,8 +56,15 @@ def test_killed_run_resumes_to_the_same_number_of_epochs(tmp_path, data_dir):
     full, cut = tmp_path / "full", tmp_path / "cut"
     p = _run([f"hydra.run.dir={full}"], tmp_path, data_dir)
     assert p.returncode == 0, p.stderr[-2000:]
-    p = _run([f"hydra.run.dir={cut}", "+callbacks.killer._target_=killer.KillAfterEpoch",
-              "+callbacks.killer.epoch=1"], tmp_path, data_dir)
+    p = _run(
+        [
+            f"hydra.run.dir={cut}",
+            "+callbacks.killer._target_=killer.KillAfterEpoch",
+            "+callbacks.killer.epoch=1",
+        ],
+        tmp_path,
+        data_dir,
+    )
     assert p.returncode != 0  # killed
     assert not (cut / "metrics.json").exists()
     assert _last_epoch(cut) == 1
@@ -77,10 +94,24 @@ def test_wandb_offline_without_key_or_network(tmp_path, data_dir):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     env.update(HOME=str(tmp_path), WANDB_DIR=str(tmp_path / "wandb_dir"))
     p = subprocess.run(
-        [sys.executable, "-m", "dos_bench.train", "dataset=toy_phdos", "model=mlp",
-         "progress=false", "num_threads=1", "trainer=debug", "logger=wandb",
-         f"paths.data_dir={data_dir}", "dataset.source.n_materials=96", f"hydra.run.dir={run}"],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "dos_bench.train",
+            "dataset=toy_phdos",
+            "model=mlp",
+            "progress=false",
+            "num_threads=1",
+            "trainer=debug",
+            "logger=wandb",
+            f"paths.data_dir={data_dir}",
+            "dataset.source.n_materials=96",
+            f"hydra.run.dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert p.returncode == 0, p.stderr[-3000:]
     assert (run / "metrics.json").exists() and (run / "csv" / "metrics.csv").exists()

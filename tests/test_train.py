@@ -12,8 +12,13 @@ import pytest
 
 from dos_bench.train import train
 
-RUN_FILES = ["metrics.json", "predictions.npz", "splits.json", "examples_by_quartile.png",
-             "config_resolved.yaml"]
+RUN_FILES = [
+    "metrics.json",
+    "predictions.npz",
+    "splits.json",
+    "examples_by_quartile.png",
+    "config_resolved.yaml",
+]
 
 
 def _check_run_dir(run: Path, n_points: int) -> dict:
@@ -58,9 +63,18 @@ def test_cli_entry_point(data_dir, tmp_path):
     """The real command line (Hydra run dir, console logging) on the cached tiny data."""
     run = tmp_path / "cli"
     cmd = [
-        sys.executable, "-m", "dos_bench.train", "dataset=toy_phdos", "model=mlp",
-        "target_repr=max_norm", "trainer=debug", "progress=false", "num_threads=1",
-        f"paths.data_dir={data_dir}", "dataset.source.n_materials=96", f"hydra.run.dir={run}",
+        sys.executable,
+        "-m",
+        "dos_bench.train",
+        "dataset=toy_phdos",
+        "model=mlp",
+        "target_repr=max_norm",
+        "trainer=debug",
+        "progress=false",
+        "num_threads=1",
+        f"paths.data_dir={data_dir}",
+        "dataset.source.n_materials=96",
+        f"hydra.run.dir={run}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -69,10 +83,13 @@ def test_cli_entry_point(data_dir, tmp_path):
     _check_run_dir(run, 51)
 
 
-@pytest.mark.parametrize("override,match", [
-    ("split.train=0.9", "sum to 1"),
-    ("target_repr.link=tanh", "target_repr.link"),
-])
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("split.train=0.9", "sum to 1"),
+        ("target_repr.link=tanh", "target_repr.link"),
+    ],
+)
 def test_bad_config_values_fail_clearly(make_cfg, override, match):
     from dos_bench.io import ConfigError
 
@@ -88,8 +105,14 @@ def test_second_run_reuses_cached_graphs(make_cfg, tmp_path, caplog):
     first = train(cfg)
     assert any("building graphs" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    second = train(make_cfg("model=mlp", "dataset.source.seed=5", "data_seed=5",
-                            f"paths.output_dir={tmp_path / 'second'}"))
+    second = train(
+        make_cfg(
+            "model=mlp",
+            "dataset.source.seed=5",
+            "data_seed=5",
+            f"paths.output_dir={tmp_path / 'second'}",
+        )
+    )
     msgs = [r.getMessage() for r in caplog.records]
     assert any("reusing cached graphs" in m for m in msgs)
     assert not any("building graphs" in m for m in msgs)

@@ -38,6 +38,7 @@ def structure_fingerprint(rs: RecordSet) -> str:
         h.update(a.tobytes())
     return h.hexdigest()[:16]
 
+
 __all__ = ["DOSDataModule"]
 
 

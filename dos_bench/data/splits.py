@@ -355,7 +355,10 @@ class IndexFileSplit(Splitter):
                 if missing.size:
                     log.warning(
                         "%s: %d %s rows did not load and are left out of the split (first: %d)",
-                        src, missing.size, part, int(missing[0]),
+                        src,
+                        missing.size,
+                        part,
+                        int(missing[0]),
                     )
                 arrays[k] = mapped[mapped >= 0]
         try:
@@ -388,8 +391,15 @@ def format_split_stats(rs: RecordSet, split: Split, columns=("n_species", "cryst
     return "\n".join(lines)
 
 
-_CS_ORDER = ["cubic", "hexagonal", "tetragonal", "trigonal", "orthorhombic", "monoclinic",
-             "triclinic"]
+_CS_ORDER = [
+    "cubic",
+    "hexagonal",
+    "tetragonal",
+    "trigonal",
+    "orthorhombic",
+    "monoclinic",
+    "triclinic",
+]
 
 
 def _group_order(g: str):

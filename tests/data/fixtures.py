@@ -29,18 +29,23 @@ def structures() -> list[Structure]:
     return [
         Structure(Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),  # cubic
         Structure(
-            Lattice.hexagonal(3.21, 5.21), ["Mg", "Mg"],
+            Lattice.hexagonal(3.21, 5.21),
+            ["Mg", "Mg"],
             [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]],
         ),  # hexagonal
         Structure(
             Lattice.tetragonal(4.59, 2.96),
             ["Ti", "Ti", "O", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5],
-             [0.2, 0.8, 0.5]],
+            [
+                [0, 0, 0],
+                [0.5, 0.5, 0.5],
+                [0.3, 0.3, 0],
+                [0.7, 0.7, 0],
+                [0.8, 0.2, 0.5],
+                [0.2, 0.8, 0.5],
+            ],
         ),  # tetragonal (rutile)
-        Structure(
-            Lattice.orthorhombic(3.1, 4.2, 5.3), ["Ga", "As"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-        ),
+        Structure(Lattice.orthorhombic(3.1, 4.2, 5.3), ["Ga", "As"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
         Structure(
             Lattice.monoclinic(3.3, 4.4, 5.5, 100), ["Fe", "O"], [[0, 0, 0], [0.5, 0.3, 0.2]]
         ),
@@ -267,6 +272,10 @@ def write_tut_csv(
                 "species": str(species),
             }
             row.update((override or {}).get(i, {}))
-            w.writerow([row[c] for c in
-                        ("mp_id", "structure", "phfreq", "phdos", "pdos", "formula", "species")])
+            w.writerow(
+                [
+                    row[c]
+                    for c in ("mp_id", "structure", "phfreq", "phdos", "pdos", "formula", "species")
+                ]
+            )
     return ids, y

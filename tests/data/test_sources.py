@@ -44,8 +44,15 @@ _spec.loader.exec_module(F)
 SPLITS = Path("/work/shared/data/published_splits")
 JARVIS_ZIP = "jarvis/edos-up_pdos-elast_interp-8-18-2021.json.zip"
 META = {"formula", "n_species", "crystal_system", "n_atoms"}
-SYSTEMS = {"cubic", "hexagonal", "tetragonal", "trigonal", "orthorhombic", "monoclinic",
-           "triclinic"}
+SYSTEMS = {
+    "cubic",
+    "hexagonal",
+    "tetragonal",
+    "trigonal",
+    "orthorhombic",
+    "monoclinic",
+    "triclinic",
+}
 
 
 def _no_tmp_left(root: Path) -> None:
@@ -105,7 +112,14 @@ def test_jarvis_valence_auto_detects_raw(tmp_path, caplog):
 
 def test_element_valence_counts():
     assert [element_valence(e) for e in ("O", "Si", "Fe", "Zn", "Ga", "Pd", "Ce", "Pb")] == [
-        6, 4, 8, 12, 3, 10, 4, 4
+        6,
+        4,
+        8,
+        12,
+        3,
+        10,
+        4,
+        4,
     ]
 
 
@@ -129,8 +143,16 @@ def test_jarvis_bad_inputs_name_file_and_record(tmp_path):
     F.write_jarvis(
         tmp_path / "d" / JARVIS_ZIP,
         as_zip=True,
-        edit={4: {"atoms": {"lattice_mat": [[1, 0], [0, 1]], "coords": [[0, 0, 0]],
-                            "elements": ["Xx"], "cartesian": False}}},
+        edit={
+            4: {
+                "atoms": {
+                    "lattice_mat": [[1, 0], [0, 1]],
+                    "coords": [[0, 0, 0]],
+                    "elements": ["Xx"],
+                    "cartesian": False,
+                }
+            }
+        },
     )
     with pytest.raises(DataError, match=r"record JVASP-1004.*structure"):
         JarvisEDOS().load(tmp_path / "d")
@@ -324,8 +346,9 @@ def test_mp_dos_bad_inputs(tmp_path):
     f.write_text(json.dumps(d))
     with pytest.raises(DataError, match=r"record mp-201.*NaN"):
         MPDosDocuments().load(tmp_path / "a")
-    f.write_text(json.dumps({"material_id": "mp-201", "dos": {"efermi": 0},
-                             "structure": d["structure"]}))
+    f.write_text(
+        json.dumps({"material_id": "mp-201", "dos": {"efermi": 0}, "structure": d["structure"]})
+    )
     with pytest.raises(DataError, match=r"mp-201\.json: record mp-201: pymatgen cannot read"):
         MPDosDocuments().load(tmp_path / "a")
     f.write_text(json.dumps({"foo": 1}))
@@ -414,8 +437,9 @@ def test_pickle_with_disallowed_global_is_refused(tmp_path, target):
 def test_pickled_structure_with_oxidation_states(tmp_path):
     from pymatgen.core import Lattice, Species, Structure
 
-    s = Structure(Lattice.cubic(4.2), [Species("Fe", 2), Species("O", -2)],
-                  [[0, 0, 0], [0.5, 0.5, 0.5]])
+    s = Structure(
+        Lattice.cubic(4.2), [Species("Fe", 2), Species("O", -2)], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     p = tmp_path / "s.pkl"
     for proto in (2, 4, 5):
         p.write_bytes(pickle.dumps([s], protocol=proto))
@@ -474,19 +498,25 @@ def test_phonon_tut_refuses_code_and_loads_the_rest(tmp_path, caplog):
 
 
 def test_phonon_tut_bad_inputs(tmp_path):
-    F.write_tut_csv(tmp_path / "a" / "phonon_tut" / "data.csv",
-                    {2: {"phdos": str([0.5] * 50)}})
+    F.write_tut_csv(tmp_path / "a" / "phonon_tut" / "data.csv", {2: {"phdos": str([0.5] * 50)}})
     with pytest.raises(DataError, match=r"row 2 \(mp_id mp-402.*50 values, expected 51"):
         PhononTUT(strict=True).load(tmp_path / "a")
-    F.write_tut_csv(tmp_path / "b" / "phonon_tut" / "data.csv",
-                    {0: {"structure": "{'numbers': array([1, 1]), 'positions': array([[0., 0., "
-                                      "0.]]), 'cell': array([[1., 0.], [0., 1.]])}"}})
+    F.write_tut_csv(
+        tmp_path / "b" / "phonon_tut" / "data.csv",
+        {
+            0: {
+                "structure": "{'numbers': array([1, 1]), 'positions': array([[0., 0., "
+                "0.]]), 'cell': array([[1., 0.], [0., 1.]])}"
+            }
+        },
+    )
     with pytest.raises(DataError, match=r"row 0 \(mp_id mp-400.*structure"):
         PhononTUT(strict=True).load(tmp_path / "b")
     # every row bad -> raise even when not strict
     ids = [f"mp-{400 + i}" for i in range(6)]
-    F.write_tut_csv(tmp_path / "c" / "phonon_tut" / "data.csv",
-                    {i: {"structure": "{}"} for i in range(6)})
+    F.write_tut_csv(
+        tmp_path / "c" / "phonon_tut" / "data.csv", {i: {"structure": "{}"} for i in range(6)}
+    )
     with pytest.raises(DataError, match=rf"(?s)no record could be loaded.*{ids[0]}.*structure"):
         PhononTUT().load(tmp_path / "c")
     p = tmp_path / "d" / "phonon_tut" / "data.csv"
@@ -506,8 +536,11 @@ def test_tutorial_example_csv_structure_cell_is_refused_cleanly(tmp_path):
     dst = tmp_path / "phonon_tut" / "data.csv"
     dst.parent.mkdir(parents=True)
     dst.write_bytes(src.read_bytes())
-    with pytest.raises(DataError, match=r"row 0 \(mp_id \?, line 2\) column structure: "
-                                        r"structure cell is empty"):
+    with pytest.raises(
+        DataError,
+        match=r"row 0 \(mp_id \?, line 2\) column structure: "
+        r"structure cell is empty",
+    ):
         PhononTUT().load(tmp_path)
 
 
@@ -542,8 +575,9 @@ def test_published_split_files_read():
     assert all(p.dtype == np.int64 for p in parts)
     allidx = np.concatenate(parts)
     assert len(np.unique(allidx)) == 1524 and allidx.min() == 0 and allidx.max() == 1523
-    txt = [load_index_txt(SPLITS / f"tutorial_phdos_idx_{p}.txt")
-           for p in ("train", "valid", "test")]
+    txt = [
+        load_index_txt(SPLITS / f"tutorial_phdos_idx_{p}.txt") for p in ("train", "valid", "test")
+    ]
     assert [len(t) for t in txt] == [1192, 141, 189]
     assert np.concatenate(txt).max() <= 1521
 
@@ -586,17 +620,24 @@ def test_pickle_entry_that_is_not_a_structure_names_the_record(tmp_path):
 
 # =========================================================================== YAML wiring
 CONF = Path(__file__).resolve().parents[2] / "conf"
-DATASETS = ["jarvis_edos", "mp_edos_128", "mp_edos_201", "mp_edos_128_from_dos", "phonon_e3nn",
-            "phonon_tut"]
+DATASETS = [
+    "jarvis_edos",
+    "mp_edos_128",
+    "mp_edos_201",
+    "mp_edos_128_from_dos",
+    "phonon_e3nn",
+    "phonon_tut",
+]
 
 
 def _compose(name: str, data_dir: Path):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train",
-                       overrides=[f"dataset={name}", f"paths.data_dir={data_dir}",
-                                  "progress=false"])
+        return compose(
+            config_name="train",
+            overrides=[f"dataset={name}", f"paths.data_dir={data_dir}", "progress=false"],
+        )
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -24,8 +24,13 @@ def _rs(n):
     s = Structure(Lattice.cubic(3.0), ["Si"], [[0, 0, 0]])
     return RecordSet.from_records(
         [
-            DOSRecord(f"m{i}", s, np.arange(3.0), np.ones(3),
-                      {"n_species": 1 + i % 6, "crystal_system": CS[i % 7]})
+            DOSRecord(
+                f"m{i}",
+                s,
+                np.arange(3.0),
+                np.ones(3),
+                {"n_species": 1 + i % 6, "crystal_system": CS[i % 7]},
+            )
             for i in range(n)
         ]
     )
@@ -165,8 +170,10 @@ def test_published_phonon_split_files_load():
     assert (len(tr), len(va), len(te)) == (1220, 152, 152)
     assert len(np.unique(np.concatenate([tr, va, te]))) == 1524
     txt = IndexFileSplit(
-        train="tutorial_phdos_idx_train.txt", val="tutorial_phdos_idx_valid.txt",
-        test="tutorial_phdos_idx_test.txt", base_dir=str(SHARED),
+        train="tutorial_phdos_idx_train.txt",
+        val="tutorial_phdos_idx_valid.txt",
+        test="tutorial_phdos_idx_test.txt",
+        base_dir=str(SHARED),
     )
     tr, va, te = txt.load_indices()
     assert (len(tr), len(va), len(te)) == (1192, 141, 189)

@@ -182,7 +182,9 @@ class CachedSource:
             if rs.attrs.get("n_failed"):
                 log.warning(
                     "%s: %s raw records were rejected when %s was built (strict=false)",
-                    self.dataset, rs.attrs["n_failed"], path.name,
+                    self.dataset,
+                    rs.attrs["n_failed"],
+                    path.name,
                 )
             return rs
         log.info("%s: parsing raw files %s", self.dataset, {k: str(v) for k, v in raw.items()})
@@ -243,7 +245,11 @@ class FailureLog:
             )
         log.warning(
             "%s: skipped %d bad records (strict=false), loaded %d:\n  %s%s",
-            self.dataset, len(self.messages), n_loaded, shown, more,
+            self.dataset,
+            len(self.messages),
+            n_loaded,
+            shown,
+            more,
         )
 
 
@@ -447,9 +453,7 @@ def ase_dict_to_structure(d: Any, where: str) -> Any:
         raise DataError(f"{where}: structure cell is empty")
     missing = [k for k in ("numbers", "positions", "cell") if k not in d]
     if missing:
-        raise DataError(
-            f"{where}: ASE Atoms dict lacks {missing} (has {sorted(map(str, d))})"
-        )
+        raise DataError(f"{where}: ASE Atoms dict lacks {missing} (has {sorted(map(str, d))})")
     cell = d["cell"]
     if isinstance(cell, dict):  # ase.cell.Cell.todict() form
         cell = cell.get("array")
@@ -537,13 +541,15 @@ def element_valence(symbol: str) -> int:
 
 def valence_electrons(structure: Any) -> int:
     """Total valence electrons of the cell (sum of :func:`element_valence` over sites)."""
-    return int(sum(element_valence(sp.symbol) * amt for sp, amt in
-                   structure.composition.element_composition.items()))
+    return int(
+        sum(
+            element_valence(sp.symbol) * amt
+            for sp, amt in structure.composition.element_composition.items()
+        )
+    )
 
 
-def build_recordset(
-    records: list[DOSRecord], attrs: dict[str, Any], where: str
-) -> RecordSet:
+def build_recordset(records: list[DOSRecord], attrs: dict[str, Any], where: str) -> RecordSet:
     """Stack records, filling metadata missing in some records with NaN (numeric) or ''."""
     if not records:
         raise DataError(f"{where}: no records")
@@ -559,12 +565,31 @@ def build_recordset(
 
 # ====================================================================================== literals
 _DTYPE_NAMES = {
-    "bool", "bool_", "int", "float", "complex",
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-    "float16", "float32", "float64", "complex64", "complex128",
+    "bool",
+    "bool_",
+    "int",
+    "float",
+    "complex",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
 }
-_NAME_CONSTANTS = {"nan": float("nan"), "inf": float("inf"), "NaN": float("nan"),
-                   "Inf": float("inf")}
+_NAME_CONSTANTS = {
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "NaN": float("nan"),
+    "Inf": float("inf"),
+}
 _MAX_DEPTH = 64
 
 
@@ -756,19 +781,35 @@ _PYMATGEN_CLASSES = {
     "pymatgen.core.sites": {"PeriodicSite", "Site"},
     "pymatgen.core.lattice": {"Lattice"},
     "pymatgen.core.composition": {"Composition"},
-    "pymatgen.core.periodic_table": {"Element", "Species", "Specie", "DummySpecies",
-                                     "DummySpecie"},
+    "pymatgen.core.periodic_table": {"Element", "Species", "Specie", "DummySpecies", "DummySpecie"},
     "pymatgen.electronic_structure.core": {"Magmom", "Spin", "Orbital"},
 }
 _NUMPY_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
 }
 _BUILTIN_GLOBALS = {
-    "set", "frozenset", "list", "dict", "tuple", "complex", "float", "int", "bool", "str",
-    "bytes", "bytearray", "slice", "range", "object",
+    "set",
+    "frozenset",
+    "list",
+    "dict",
+    "tuple",
+    "complex",
+    "float",
+    "int",
+    "bool",
+    "str",
+    "bytes",
+    "bytearray",
+    "slice",
+    "range",
+    "object",
 }
 
 #: every global a restricted pickle may name (anything else is refused)
@@ -777,8 +818,10 @@ PICKLE_WHITELIST: dict[str, list[str]] = {
     "collections": ["OrderedDict", "defaultdict"],
     "copyreg": ["_reconstructor"],
     "_codecs": ["encode"],
-    **{m: sorted(n for mm, n in _NUMPY_GLOBALS if mm == m)
-       for m in sorted({m for m, _ in _NUMPY_GLOBALS})},
+    **{
+        m: sorted(n for mm, n in _NUMPY_GLOBALS if mm == m)
+        for m in sorted({m for m, _ in _NUMPY_GLOBALS})
+    },
     **{m: sorted(v) for m, v in _PYMATGEN_CLASSES.items()},
 }
 
@@ -925,8 +968,7 @@ def _placeholder_to_structure(obj: Any, where: str) -> Any:
         raise
     except Exception as exc:
         raise DataError(
-            f"{where}: pymatgen cannot rebuild the pickled structure ({type(exc).__name__}: "
-            f"{exc})"
+            f"{where}: pymatgen cannot rebuild the pickled structure ({type(exc).__name__}: {exc})"
         ) from None
     return check_structure(s, where)
 
@@ -973,4 +1015,3 @@ def first_key(d: dict[str, Any], keys: Iterable[str]) -> Any:
         if k in d and d[k] is not None:
             return d[k]
     return None
-

@@ -222,7 +222,10 @@ class JarvisEDOS(CachedSource):
                 records.append(DOSRecord(jid, s, grid, y, meta))
         fails.finish(len(records))
         log.info(
-            "%s: %d records, %d dropped with edos_up == 'na'%s", self.dataset, len(records), n_na,
+            "%s: %d records, %d dropped with edos_up == 'na'%s",
+            self.dataset,
+            len(records),
+            n_na,
             f", {n_clipped} with tiny negatives set to 0" if n_clipped else "",
         )
         if not records:
@@ -236,8 +239,7 @@ class JarvisEDOS(CachedSource):
             "energy_unit": "eV",
             "energy_reference": "fermi",
             "dos_unit": (
-                "states/eV/valence electron (spin up)" if normalised
-                else "states/eV/cell (spin up)"
+                "states/eV/valence electron (spin up)" if normalised else "states/eV/cell (spin up)"
             ),
             "valence_normalised": bool(normalised),
             "valence_check": check,
@@ -273,8 +275,11 @@ class JarvisEDOS(CachedSource):
                 "(%s 1). Spectra are stored as published.%s",
                 self.dataset,
                 "already valence-normalised" if decided else "raw (not normalised)",
-                stats["median_occupied_integral"], AUTO_OCC_THRESHOLD, stats["median_n_valence"],
-                stats["max_value"], "<=" if stats["max_value"] <= 1 else ">",
+                stats["median_occupied_integral"],
+                AUTO_OCC_THRESHOLD,
+                stats["median_n_valence"],
+                stats["max_value"],
+                "<=" if stats["max_value"] <= 1 else ">",
                 "" if decided else " Use target_repr=valence_norm to divide by n_valence.",
             )
         else:
@@ -282,8 +287,11 @@ class JarvisEDOS(CachedSource):
             if decided != auto_says:
                 log.warning(
                     "%s: valence_normalised=%s but the data look %s (median occupied integral "
-                    "%.3f, max value %.3f)", self.dataset, decided,
-                    "normalised" if auto_says else "raw", stats["median_occupied_integral"],
+                    "%.3f, max value %.3f)",
+                    self.dataset,
+                    decided,
+                    "normalised" if auto_says else "raw",
+                    stats["median_occupied_integral"],
                     stats["max_value"],
                 )
         return decided, json.loads(json.dumps(stats))

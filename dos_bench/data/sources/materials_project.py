@@ -141,9 +141,14 @@ class Mat2SpecEDOS(CachedSource):
 
     def options(self) -> dict[str, Any]:
         return {
-            "root": self.root, "ids": self.ids, "spectra": self.spectra,
-            "structures": self.structures, "structure_pattern": self.structure_pattern,
-            "n_bins": self.n_bins, "window": self.window, "negative_tol": self.negative_tol,
+            "root": self.root,
+            "ids": self.ids,
+            "spectra": self.spectra,
+            "structures": self.structures,
+            "structure_pattern": self.structure_pattern,
+            "n_bins": self.n_bins,
+            "window": self.window,
+            "negative_tol": self.negative_tol,
         }
 
     def raw_paths(self) -> dict[str, str]:
@@ -181,8 +186,10 @@ class Mat2SpecEDOS(CachedSource):
                     )
                 doc = read_json(f)
                 if not isinstance(doc, dict) or "structure" not in doc:
-                    raise DataError(f"{f}: record {mid}: no 'structure' key (keys: "
-                                    f"{sorted(doc)[:8] if isinstance(doc, dict) else type(doc)})")
+                    raise DataError(
+                        f"{f}: record {mid}: no 'structure' key (keys: "
+                        f"{sorted(doc)[:8] if isinstance(doc, dict) else type(doc)})"
+                    )
                 s = structure_from_dict(doc["structure"], f"{f}: record {mid}")
                 meta = structure_meta(s)
                 gap = doc.get("band_gap")
@@ -263,8 +270,10 @@ class MPDosDocuments(CachedSource):
     ) -> None:
         super().__init__(dataset, processed_dir, progress, strict)
         if not (e_max > e_min and step > 0):
-            raise ConfigError(f"dataset.source grid needs e_max > e_min and step > 0, got "
-                              f"{e_min}, {e_max}, {step}")
+            raise ConfigError(
+                f"dataset.source grid needs e_max > e_min and step > 0, got "
+                f"{e_min}, {e_max}, {step}"
+            )
         if band_edges not in ("dos", "document"):
             raise ConfigError(
                 f"dataset.source.band_edges must be 'dos' or 'document', got {band_edges!r}"
@@ -278,9 +287,12 @@ class MPDosDocuments(CachedSource):
 
     def options(self) -> dict[str, Any]:
         return {
-            "path": self.path, "grid": [self.e_min, self.e_max, self.step],
-            "non_magnetic_only": self.non_magnetic_only, "magnetic_tol": self.magnetic_tol,
-            "gap_tol": self.gap_tol, "band_edges": self.band_edges,
+            "path": self.path,
+            "grid": [self.e_min, self.e_max, self.step],
+            "non_magnetic_only": self.non_magnetic_only,
+            "magnetic_tol": self.magnetic_tol,
+            "gap_tol": self.gap_tol,
+            "band_edges": self.band_edges,
             "negative_tol": self.negative_tol,
         }
 
@@ -404,8 +416,7 @@ class MPDosDocuments(CachedSource):
                     vbm_a = cbm_a = efermi
                 else:
                     raise DataError(
-                        f"{where}: band_edges=document but the document has no numeric "
-                        "'vbm'/'cbm'"
+                        f"{where}: band_edges=document but the document has no numeric 'vbm'/'cbm'"
                     )
             vbm, cbm = float(vbm_a) - efermi, float(cbm_a) - efermi
         else:
@@ -415,8 +426,13 @@ class MPDosDocuments(CachedSource):
             vbm = cbm = 0.0
         meta = structure_meta(structure)
         meta.update(
-            e_fermi=0.0, e_fermi_abs=efermi, vbm=vbm, cbm=cbm, band_gap=gap,
-            is_magnetic=bool(magnetic), spin_polarised=bool(polarised),
+            e_fermi=0.0,
+            e_fermi_abs=efermi,
+            vbm=vbm,
+            cbm=cbm,
+            band_gap=gap,
+            is_magnetic=bool(magnetic),
+            spin_polarised=bool(polarised),
             spin_imbalance=imbalance,
         )
         covers = rel[0] <= -5.0 and rel[-1] >= 5.0
@@ -457,9 +473,7 @@ class MPDosDocuments(CachedSource):
         records: list[DOSRecord] = []
         n_magnetic = n_short = 0
         seen: dict[str, str] = {}
-        for where, doc, default_id in progress_iter(
-            self._documents(path), self.progress, "mp_dos"
-        ):
+        for where, doc, default_id in progress_iter(self._documents(path), self.progress, "mp_dos"):
             with fails.guard():
                 mid, dos_d, s_d, extras = self._split(doc, where, default_id)
                 if mid in seen:
@@ -473,11 +487,19 @@ class MPDosDocuments(CachedSource):
                 records.append(rec)
         fails.finish(len(records))
         if self.non_magnetic_only:
-            log.info("%s: dropped %d magnetic materials (non_magnetic_only=true), kept %d",
-                     self.dataset, n_magnetic, len(records))
+            log.info(
+                "%s: dropped %d magnetic materials (non_magnetic_only=true), kept %d",
+                self.dataset,
+                n_magnetic,
+                len(records),
+            )
         if n_short:
-            log.warning("%s: %d DOS documents do not cover -5 ... +5 eV around E_F; the grid is "
-                        "zero-filled there", self.dataset, n_short)
+            log.warning(
+                "%s: %d DOS documents do not cover -5 ... +5 eV around E_F; the grid is "
+                "zero-filled there",
+                self.dataset,
+                n_short,
+            )
         if not records:
             raise DataError(
                 f"{path}: all {n_magnetic} materials are magnetic; none left with "

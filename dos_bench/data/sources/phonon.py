@@ -81,8 +81,14 @@ def _check_max_norm(spectra: np.ndarray, ids: list[str], dataset: str, where: st
         i = int(np.argmax(bad))
         log.warning(
             "%s: %d of %d spectra in %s are not max-normalised (row max != 1 +- %g; e.g. %s "
-            "max %.4g); they are kept as published", dataset, int(bad.sum()), len(mx), where,
-            _MAX_TOL, ids[i], mx[i],
+            "max %.4g); they are kept as published",
+            dataset,
+            int(bad.sum()),
+            len(mx),
+            where,
+            _MAX_TOL,
+            ids[i],
+            mx[i],
         )
     return not bool(bad.any())
 
@@ -124,8 +130,12 @@ class PhononE3NN(CachedSource):
 
     def options(self) -> dict[str, Any]:
         return {
-            "root": self.root, "ids": self.ids, "spectra": self.spectra,
-            "structures": self.structures, "n_points": self.n_points, "step": self.step,
+            "root": self.root,
+            "ids": self.ids,
+            "spectra": self.spectra,
+            "structures": self.structures,
+            "n_points": self.n_points,
+            "step": self.step,
             "negative_tol": self.negative_tol,
         }
 
@@ -169,8 +179,7 @@ class PhononE3NN(CachedSource):
                 records.append(DOSRecord(mid, s, grid, dos, meta))
         fails.finish(len(records))
         kept = np.stack([r.dos for r in records])
-        maxnorm = _check_max_norm(kept, [r.id for r in records], self.dataset,
-                                  str(raw["spectra"]))
+        maxnorm = _check_max_norm(kept, [r.id for r in records], self.dataset, str(raw["spectra"]))
         attrs = {
             "name": self.name,
             "kind": self.kind,
@@ -217,8 +226,12 @@ class PhononTUT(CachedSource):
         self.negative_tol = float(negative_tol)
 
     def options(self) -> dict[str, Any]:
-        return {"path": self.path, "n_points": self.n_points, "step": self.step,
-                "negative_tol": self.negative_tol}
+        return {
+            "path": self.path,
+            "n_points": self.n_points,
+            "step": self.step,
+            "negative_tol": self.negative_tol,
+        }
 
     def raw_paths(self) -> dict[str, str]:
         return {"csv": self.path}
@@ -270,8 +283,9 @@ class PhononTUT(CachedSource):
         records: list[DOSRecord] = []
         seen: dict[str, int] = {}
         n_rows = 0
-        for i, line, row, col, width in progress_iter(self._rows(path), self.progress,
-                                                       "phonon_tut"):
+        for i, line, row, col, width in progress_iter(
+            self._rows(path), self.progress, "phonon_tut"
+        ):
             n_rows += 1
             with fails.guard():
                 mp_id = row[col["mp_id"]].strip() if len(row) > col["mp_id"] else ""
@@ -283,8 +297,9 @@ class PhononTUT(CachedSource):
                     raise DataError(f"{where}: mp_id {rid} already on row {seen[rid]}")
                 d = parse_literal(row[col["structure"]], f"{where} column structure")
                 s = ase_dict_to_structure(d, f"{where} column structure")
-                freq = np.asarray(parse_literal(row[col["phfreq"]], f"{where} column phfreq"),
-                                  dtype=object)
+                freq = np.asarray(
+                    parse_literal(row[col["phfreq"]], f"{where} column phfreq"), dtype=object
+                )
                 try:
                     freq = freq.astype(np.float64)
                 except (TypeError, ValueError):
@@ -297,8 +312,9 @@ class PhononTUT(CachedSource):
                         f"grid 0 ... {grid[-1]:g} cm^-1"
                     )
                 dos_v = parse_literal(row[col["phdos"]], f"{where} column phdos")
-                dos, _ = clean_spectrum(dos_v, self.n_points, f"{where} column phdos",
-                                        self.negative_tol)
+                dos, _ = clean_spectrum(
+                    dos_v, self.n_points, f"{where} column phdos", self.negative_tol
+                )
                 meta = structure_meta(s)
                 meta["source_row"] = i
                 records.append(DOSRecord(rid, s, grid, dos, meta))
@@ -306,8 +322,9 @@ class PhononTUT(CachedSource):
         fails.finish(len(records))
         if not records:
             raise DataError(f"{path}: no data rows")
-        maxnorm = _check_max_norm(np.stack([r.dos for r in records]), [r.id for r in records],
-                                  self.dataset, str(path))
+        maxnorm = _check_max_norm(
+            np.stack([r.dos for r in records]), [r.id for r in records], self.dataset, str(path)
+        )
         log.info("%s: %d of %d rows loaded from %s", self.dataset, len(records), n_rows, path)
         attrs = {
             "name": self.name,

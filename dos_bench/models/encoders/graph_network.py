@@ -40,8 +40,14 @@ class GraphNetworkEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, hidden: int = 256, n_layers: int = 3, rbf_num: int = 41,
-        rbf_stop: float = 8.0, rbf_width: float = 0.2, pooling: str = "sum",
+        self,
+        in_dim: int,
+        hidden: int = 256,
+        n_layers: int = 3,
+        rbf_num: int = 41,
+        rbf_stop: float = 8.0,
+        rbf_width: float = 0.2,
+        pooling: str = "sum",
     ) -> None:
         super().__init__()
         if pooling not in ("sum", "mean"):

@@ -28,7 +28,11 @@ class MLPEncoder(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, hidden: int = 256, n_layers: int = 2, act: str = "silu",
+        self,
+        in_dim: int,
+        hidden: int = 256,
+        n_layers: int = 2,
+        act: str = "silu",
         pooling: str = "sum",
     ) -> None:
         super().__init__()

@@ -28,12 +28,22 @@ class DirectHead(nn.Module):
     """
 
     def __init__(
-        self, graph_dim: int, out_dim: int, node_dim: int | None = None, hidden: int = 256,
-        n_layers: int = 2, act: str = "silu", dropout: float = 0.0,
+        self,
+        graph_dim: int,
+        out_dim: int,
+        node_dim: int | None = None,
+        hidden: int = 256,
+        n_layers: int = 2,
+        act: str = "silu",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.net = mlp([graph_dim] + [hidden] * (n_layers - 1) + [out_dim], act=act,
-                       dropout=dropout, last_act=False)
+        self.net = mlp(
+            [graph_dim] + [hidden] * (n_layers - 1) + [out_dim],
+            act=act,
+            dropout=dropout,
+            last_act=False,
+        )
 
     def forward(self, enc: EncoderOutput, batch=None, target: Tensor | None = None) -> Tensor:
         return self.net(enc.graph)
