@@ -2,18 +2,24 @@
 
 Usage::
 
-    python scripts/bench.py              # every section
-    python scripts/bench.py graphs       # named sections only
-    python scripts/bench.py --list       # the available sections
+    python scripts/bench.py                      # every section (~15 min on 2 cores)
+    python scripts/bench.py graphs pipeline      # named sections only
+    python scripts/bench.py models --models mlp,graph_network
+    python scripts/bench.py --quick              # a fast subset of models, fewer steps
+    python scripts/bench.py models --precision both   # fp32 and bf16 autocast (slow)
+    python scripts/bench.py models --profile     # + where each step's time goes
+    python scripts/bench.py --list               # the available sections
 
-Every section prints an aligned table (metric, value, unit, target) and writes its figures as
-JSON to ``outputs/bench/<section>.json``.  Measurements run on one CPU core: BLAS/OpenMP pools
-are limited to one thread before numpy and torch are imported, ``torch.set_num_threads(1)``,
-and the process is pinned to a single core where the OS allows it (``--no-pin`` to skip).
-Timings are the best of ``--repeats`` runs.
+Every section prints aligned tables and writes its figures as JSON to
+``outputs/bench/<section>.json``.  BLAS/OpenMP pools are limited to one thread before numpy and
+torch are imported.  The ``graphs`` section runs on one core (``torch.set_num_threads(1)``, the
+process pinned to a single core where the OS allows it; ``--no-pin`` to skip); the ``models``,
+``pipeline`` and ``allocator`` sections use every CPU the process may use
+(``torch.set_num_threads(--threads)``, default all of them).  Timings are best-of or median of
+repeats as each table says; the load average is recorded before and after each section.
 
 To add a section, write ``def bench_<name>(args) -> SectionResult`` and register it in
-:data:`SECTIONS`.
+:data:`SECTIONS` (and in :data:`SECTION_THREADS` if it must run on one core).
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import gc  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -55,9 +64,21 @@ class Metric:
 
 
 @dataclass
+class Table:
+    """A wide table (one row per item, e.g. per model) printed after a section's metrics."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
 class SectionResult:
     metrics: list[Metric]
     details: dict[str, Any] = field(default_factory=dict)
+    tables: list[Table] = field(default_factory=list)
+    extra: dict[str, SectionResult] = field(default_factory=dict)  # more JSON files by name
 
 
 def best_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -98,13 +119,69 @@ def print_table(title: str, metrics: list[Metric]) -> None:
             print(line)
 
 
+def print_grid(table: Table) -> None:
+    """Columns left-aligned for the first, right-aligned for the others."""
+    rows = [table.header, *table.rows]
+    n = len(table.header)
+    widths = [max(len(r[c]) for r in rows) for c in range(n)]
+    print(f"\n-- {table.title} --")
+    for k, r in enumerate(rows):
+        cells = [r[0].ljust(widths[0])] + [r[c].rjust(widths[c]) for c in range(1, n)]
+        print(" | ".join(cells).rstrip())
+        if k == 0:
+            print("-+-".join("-" * w for w in widths))
+    if table.note:
+        print(table.note)
+
+
+ALL_CPUS: list[int] = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+"""The CPUs this process may use, read before any pinning."""
+
+
 def pin_one_core() -> str:
     """Pin the process to one CPU (the last one it may use); describe what was done."""
     if not hasattr(os, "sched_setaffinity"):
         return "not pinned (no sched_setaffinity)"
-    cpus = sorted(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {cpus[-1]})
-    return f"pinned to cpu {cpus[-1]} of {cpus}"
+    os.sched_setaffinity(0, {ALL_CPUS[-1]})
+    return f"pinned to cpu {ALL_CPUS[-1]} of {ALL_CPUS}"
+
+
+def unpin() -> str:
+    """Allow every CPU the process could use at start again."""
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(ALL_CPUS))
+    return f"cpus {ALL_CPUS}"
+
+
+def load_average() -> tuple[float, float, float]:
+    """1-, 5- and 15-minute load averages (zeros where the OS has none)."""
+    try:
+        return os.getloadavg()
+    except OSError:
+        return (0.0, 0.0, 0.0)
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (``/proc/cpuinfo`` as a fallback)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def progress(msg: str) -> None:
+    """A progress line of a long section (stderr, so that tables stay together on stdout)."""
+    print(f"  {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------- graphs
@@ -285,28 +362,788 @@ def bench_graphs(args: argparse.Namespace) -> SectionResult:
     return SectionResult(metrics, details)
 
 
+# ---------------------------------------------------------------------------------------- models
+BATCH_SIZE = 64
+"""Materials in the fixed batch of the ``models`` section."""
+ATOMS = 20
+"""Atoms per material aimed at (the toy_edos materials with the closest atom counts)."""
+OUT_DIM = 300
+"""Output points of every model (the ALIGNN-DOS eDOS grid of ``dataset=toy_edos``)."""
+TRANSFORMER_HEADS = ("xtal2dos", "e3nn2dos", "dostransformer")
+DERIVED_MODELS = ("ae_alignn",)
+QUICK_MODELS = ("mlp", "graph_network", "gatgnn", "e3nn", "dostransformer")
+EFF_TARGET, EFF_TARGET_TRANSFORMER = 0.50, 0.70
+
+_FP32_RESULTS: dict[str, dict[str, Any]] = {}
+"""fp32 results of the ``models`` section of this run, by model (``pipeline`` reuses them)."""
+
+
+def _model_list(args: argparse.Namespace) -> list[str]:
+    from dos_bench.bench_utils import model_names
+
+    names = model_names()
+    if args.models:
+        wanted = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in wanted if m not in names]
+        if unknown:
+            raise SystemExit(f"unknown model(s) {unknown}; choose from {names}")
+        return wanted
+    if args.quick:
+        return [m for m in QUICK_MODELS if m in names]
+    # a config that builds the same network as another one is listed after it (deduplication
+    # then measures the primary one): AE-ALIGNN's network is D-ALIGNN's at out_dim 300
+    return sorted(names, key=lambda m: (m in DERIVED_MODELS, m))
+
+
+def _fixed_batch_records() -> tuple[Any, np.ndarray]:
+    from dos_bench.bench_utils import load_records, pick_materials
+
+    records = load_records()
+    return records, pick_materials(records.rs.n_atoms, BATCH_SIZE, ATOMS)
+
+
+def _measure_model(
+    name: str, records: Any, index: np.ndarray, precision: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Build one model, count the FLOPs of one training and one inference step (these calls
+    are the first warm-up), then time steps (see :func:`dos_bench.bench_utils.time_steps`)."""
+    from dos_bench.bench_utils import (
+        build_case,
+        classify_profile,
+        count_flops,
+        frozen,
+        make_batch,
+        step_stats,
+        time_steps,
+    )
+
+    batch = make_batch(records, index, name)
+    case = build_case(name, batch, records.targets, out_dim=OUT_DIM, precision=precision)
+    out: dict[str, Any] = {
+        "model": name,
+        "display_name": case.display,
+        "precision": precision,
+        "params": case.n_params,
+        "graphs": case.n_graphs,
+        "atoms": case.n_atoms,
+        "edges": case.n_edges,
+        **case.extra,
+    }
+    try:
+        for phase, fn in (("train", case.train_step), ("infer", case.infer_step)):
+            with frozen(case.model) if phase == "infer" else contextlib.nullcontext():
+                flops, first, per_op = count_flops(fn)
+            times = time_steps(
+                fn, args.budget, args.min_steps, args.max_steps, first, args.long_step
+            )
+            out[phase] = {
+                "flops": flops,
+                "gflop_per_graph": flops / case.n_graphs / 1e9,
+                "flops_by_op": per_op,
+                "first_step_s": first,
+                "times_s": times,
+                **step_stats(times),
+            }
+        if args.profile:
+            out["profile"] = {
+                "train": classify_profile(case.train_step),
+                "infer": classify_profile(case.infer_step),
+            }
+    finally:
+        case.release()
+        gc.collect()
+    return out
+
+
+def _efficiency(res: dict[str, Any], phase: str, peak: float, which: str = "best") -> float:
+    """Counted FLOP/s of a step over the mm peak: the one measured just before this model
+    (``res["mm_peak_flops"]``) if there is one, else ``peak``."""
+    return res[phase]["flops"] / res[phase][which] / res.get("mm_peak_flops", peak)
+
+
+def _eff_target(name: str) -> float:
+    return EFF_TARGET_TRANSFORMER if name in TRANSFORMER_HEADS else EFF_TARGET
+
+
+def _rate(res: dict[str, Any], phase: str) -> str:
+    g = res["graphs"]
+    return f"{g / res[phase]['median']:,.1f} ({g / res[phase]['best']:,.1f})"
+
+
+def _models_fp32_table(rows: list[dict[str, Any]], peak: float) -> Table:
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append(
+                [r["model"], "-", "-", "-", "-", "-", "-", "-", "-", "-", f"FAILED: {r['error']}"]
+            )
+            continue
+        et, ei = _efficiency(r, "train", peak), _efficiency(r, "infer", peak)
+        target = _eff_target(r["model"])
+        missed = [p for p, e in (("train", et), ("infer", ei)) if e < target]
+        verdict = "met" if not missed else "MISSED " + "+".join(missed)
+        same = f" (= {r['same_as']})" if r.get("same_as") else ""
+        out.append(
+            [
+                r["model"] + same,
+                f"{r['params'] / 1e6:.2f}M",
+                f"{r['edges']:,}",
+                _rate(r, "train"),
+                _rate(r, "infer"),
+                f"{r['train']['gflop_per_graph']:.3f}",
+                f"{r['infer']['gflop_per_graph']:.3f}",
+                f"{100 * et:.0f}",
+                f"{100 * ei:.0f}",
+                f"{r['train']['n']}/{r['infer']['n']}",
+                f">= {100 * target:.0f}% {verdict}",
+            ]
+        )
+    header = [
+        "model", "params", "edges", "train graphs/s med (best)", "infer graphs/s med (best)",
+        "train GFLOP/graph", "infer GFLOP/graph", "train eff %", "infer eff %", "steps",
+        "target",
+    ]  # fmt: skip
+    note = (
+        "eff % = counted FLOP / best step time / fp32 torch.mm 2048x2048 peak measured just "
+        "before the model (best of 5; the load changes).  FLOPs: "
+        "torch.utils.flop_counter.FlopCounterMode, one step: matmul/conv/attention ops only\n"
+        "(scatter, gather, index, elementwise and norm ops count zero, though they take time).  "
+        "train = target encode + forward + link + MSE + backward + AdamW step.  steps = timed "
+        "train/infer steps after warm-up (graphs/s: median, best in brackets)."
+    )
+    return Table("models, fp32", header, out, note)
+
+
+def _models_bf16_table(
+    rows: list[dict[str, Any]], fp32: dict[str, Any], peak: float, ref_source: str
+) -> Table:
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["model"], "-", "-", "-", "-", "-", "-", f"FAILED: {r['error']}"])
+            continue
+        ref = fp32.get(r["model"])
+        su = ["-", "-"]
+        if ref and "error" not in ref:
+            su = [f"{ref[p]['median'] / r[p]['median']:.2f}x" for p in ("train", "infer")]
+        out.append(
+            [
+                r["model"] + (f" (= {r['same_as']})" if r.get("same_as") else ""),
+                _rate(r, "train"),
+                _rate(r, "infer"),
+                su[0],
+                su[1],
+                f"{100 * _efficiency(r, 'train', peak):.0f}",
+                f"{100 * _efficiency(r, 'infer', peak):.0f}",
+                "",
+            ]
+        )
+    header = [
+        "model", "train graphs/s med (best)", "infer graphs/s med (best)",
+        "train speed-up vs fp32", "infer speed-up vs fp32", "train eff % (bf16 mm)",
+        "infer eff % (bf16 mm)", "",
+    ]  # fmt: skip
+    note = (
+        "bf16: forward and loss under torch.autocast('cpu', dtype=torch.bfloat16), backward "
+        "and AdamW outside; speed-up = fp32 median step / bf16 median step (fp32 from "
+        f"{ref_source})."
+    )
+    return Table("models, bf16 autocast", header, out, note)
+
+
+def _profile_table(rows: list[dict[str, Any]]) -> Table:
+    kinds = [
+        "matmul", "scatter/index", "elementwise/norm/other", "copy/cat", "alloc/fill",
+        "optimizer", "python/dispatch (unaccounted)",
+    ]  # fmt: skip
+    out = []
+    for r in rows:
+        for phase in ("train", "infer"):
+            p = r.get("profile", {}).get(phase)
+            if not p:
+                continue
+            top = p["top_ops"][0] if p["top_ops"] else {"op": "-", "self_s": 0.0}
+            out.append(
+                [
+                    f"{r['model']} {phase}",
+                    f"{p['wall_s']:.3f}",
+                    *[f"{100 * p['share'].get(k, 0.0):.0f}" for k in kinds],
+                    f"{p['aten_calls']:,}",
+                    f"{top['op'].removeprefix('aten::')} {100 * top['self_s'] / p['wall_s']:.0f}%",
+                ]
+            )
+    header = [
+        "model step", "wall s", "matmul %", "scatter/index %", "elementwise %", "copy/cat %",
+        "alloc %", "optim %", "python %", "aten calls", "top op (self time)",
+    ]  # fmt: skip
+    note = (
+        "torch.profiler, one step after the timed ones: self CPU time of aten ops by kind, as a "
+        "share of the step's wall time (profiler overhead inflates 'python' for many small ops)."
+    )
+    return Table("where the time goes", header, out, note)
+
+
+def bench_models(args: argparse.Namespace) -> SectionResult:
+    """Every model config: train/infer graphs/s, GFLOP/graph and efficiency vs torch.mm peak."""
+    import torch
+
+    from dos_bench.bench_utils import compose, mm_peak, network_signature
+
+    torch.set_num_threads(args.threads)
+    names = _model_list(args)
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    records, index = _fixed_batch_records()
+    atoms = records.rs.n_atoms[index]
+    peaks = {"fp32": mm_peak("fp32")}
+    if "bf16" in precisions:
+        peaks["bf16"] = mm_peak("bf16")
+    load0 = load_average()
+    fp32_ref = dict(_FP32_RESULTS)
+    ref_source = "this run"
+    if "bf16" in precisions and "fp32" not in precisions and not fp32_ref:
+        path = args.out / "models.json"
+        if path.exists():  # speed-ups against the last fp32 run
+            ref_source = f"{path}, an earlier run: loads may differ"
+            for r in json.loads(path.read_text()).get("results", {}).get("rows", []):
+                fp32_ref[r["model"]] = r
+    results: dict[str, list[dict[str, Any]]] = {}
+    for prec in precisions:
+        rows: list[dict[str, Any]] = []
+        seen: dict[str, dict[str, Any]] = {}
+        for k, name in enumerate(names):
+            t0 = time.perf_counter()
+            sig = network_signature(compose([f"model={name}"]).model)
+            if sig in seen and not args.no_dedup:
+                row = {**seen[sig], "model": name, "same_as": seen[sig]["model"]}
+                rows.append(row)
+                progress(f"[{prec} {k + 1}/{len(names)}] {name}: same network as {row['same_as']}")
+                continue
+            try:
+                local_peak = mm_peak(prec, repeats=5)  # the load changes during the section
+                row = _measure_model(name, records, index, prec, args)
+                row["mm_peak_flops"] = local_peak
+            except Exception as exc:  # a model that fails here is a finding, not a crash
+                row = {"model": name, "precision": prec, "error": f"{type(exc).__name__}: {exc}"}
+                progress(f"[{prec} {k + 1}/{len(names)}] {name}: FAILED {row['error']}")
+                rows.append(row)
+                continue
+            seen[sig] = row
+            rows.append(row)
+            progress(
+                f"[{prec} {k + 1}/{len(names)}] {name}: train {row['train']['median']:.3f} s "
+                f"(x{row['train']['n']}), infer {row['infer']['median']:.3f} s "
+                f"(x{row['infer']['n']}), {time.perf_counter() - t0:.0f} s, "
+                f"load {load_average()[0]:.2f}"
+            )
+        results[prec] = rows
+        if prec == "fp32":
+            for r in rows:
+                _FP32_RESULTS[r["model"]] = r
+                fp32_ref[r["model"]] = r
+    load1 = load_average()
+
+    def summary(prec: str) -> list[Metric]:
+        rows = [r for r in results[prec] if "error" not in r]
+        m = [
+            Metric("threads (torch.set_num_threads)", args.threads),
+            Metric(
+                f"batch: {BATCH_SIZE} toy_edos materials, atoms each (min / mean / max)",
+                f"{atoms.min()} / {atoms.mean():.1f} / {atoms.max()}",
+            ),
+            Metric("output points of every model (eDOS grid)", OUT_DIM),
+            Metric("torch.mm fp32 2048x2048 peak (best of 8)", peaks["fp32"] / 1e9, "GFLOP/s"),
+        ]
+        if "bf16" in peaks:
+            m.append(Metric("torch.mm bf16 2048x2048 peak", peaks["bf16"] / 1e9, "GFLOP/s"))
+        local = [r["mm_peak_flops"] / 1e9 for r in rows if "mm_peak_flops" in r]
+        if local:
+            m.append(
+                Metric(
+                    f"torch.mm {prec} peak before each model (min / median / max)",
+                    f"{min(local):.1f} / {float(np.median(local)):.1f} / {max(local):.1f}",
+                    "GFLOP/s",
+                )
+            )
+        m.append(
+            Metric("load average before (1 / 5 / 15 min)", " / ".join(f"{x:.2f}" for x in load0))
+        )
+        m.append(
+            Metric("load average after (1 / 5 / 15 min)", " / ".join(f"{x:.2f}" for x in load1))
+        )
+        if prec == "fp32":
+            ok = [
+                r for r in rows
+                if min(_efficiency(r, p, peaks["fp32"]) for p in ("train", "infer"))
+                >= _eff_target(r["model"])
+            ]  # fmt: skip
+            m.append(
+                Metric(
+                    "models meeting the efficiency target (train and infer)",
+                    f"{len(ok)} of {len(results[prec])}",
+                    target=">= 50% all, >= 70% transformer heads",
+                    met=len(ok) == len(results[prec]),
+                )
+            )
+        return m
+
+    def details(prec: str) -> dict[str, Any]:
+        return {
+            "precision": prec,
+            "threads": args.threads,
+            "batch_size": BATCH_SIZE,
+            "atoms_per_material": {
+                "min": int(atoms.min()),
+                "mean": float(atoms.mean()),
+                "max": int(atoms.max()),
+            },
+            "records": records.source,
+            "record_ids": [str(i) for i in records.rs.ids[index]],
+            "out_dim": OUT_DIM,
+            "mm_peak_flops": peaks,
+            "load_average": {"before": load0, "after": load1},
+            "timing": {
+                "budget_s": args.budget,
+                "min_steps": args.min_steps,
+                "max_steps": args.max_steps,
+            },
+            "efficiency_targets": {
+                "default": EFF_TARGET,
+                "transformer_heads": EFF_TARGET_TRANSFORMER,
+            },
+            "rows": results[prec],
+        }
+
+    def tables(prec: str) -> list[Table]:
+        t = (
+            _models_fp32_table(results[prec], peaks["fp32"])
+            if prec == "fp32"
+            else _models_bf16_table(results[prec], fp32_ref, peaks["bf16"], ref_source)
+        )
+        return [t, _profile_table(results[prec])] if args.profile else [t]
+
+    first, *rest = precisions
+    res = SectionResult(summary(first), details(first), tables(first))
+    for prec in rest:
+        res.extra[f"models_{prec}"] = SectionResult(summary(prec), details(prec), tables(prec))
+    if first != "fp32":  # --precision bf16 alone: its own file, models.json stays fp32
+        return SectionResult([], {}, [], {f"models_{first}": res})
+    return res
+
+
+# ---------------------------------------------------------------------------------------- pipeline
+def _loader_rate(loader: Any, min_time: float) -> dict[str, float]:
+    """Batches per second of full passes over ``loader`` after one warm-up pass."""
+    t0 = time.perf_counter()
+    n_first = sum(1 for _ in loader)  # starts (persistent) workers; first-touch costs
+    first = time.perf_counter() - t0
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for _ in loader:
+            n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            break
+    return {
+        "batches_per_s": n / elapsed,
+        "first_epoch_s": first,
+        "batches_per_epoch": n_first,
+        "epochs_timed": n / max(1, n_first),
+    }
+
+
+def bench_pipeline(args: argparse.Namespace) -> SectionResult:
+    """Collated batches/s of the real data pipeline next to the default model's step rate."""
+    import torch
+
+    from dos_bench.bench_utils import build_case, compose, make_batch, step_stats
+    from dos_bench.train import build
+
+    torch.set_num_threads(args.threads)
+    load0 = load_average()
+    cfg = compose(["model=graph_network", "progress=false"])
+    dm = build(cfg.data, _convert_="all")
+    t0 = time.perf_counter()
+    dm.setup("fit")
+    t_setup = time.perf_counter() - t0
+    rates: dict[int, dict[str, float]] = {}
+    for nw in (0, 2):
+        dm.num_workers = nw  # everything else as DOSDataModule.train_dataloader builds it
+        loader = dm.train_dataloader()
+        rates[nw] = _loader_rate(loader, args.min_time)
+        del loader  # shuts the persistent workers down
+        gc.collect()
+        progress(f"loader num_workers={nw}: {rates[nw]['batches_per_s']:.1f} batches/s")
+
+    # the default model's training step on real pipeline batches (loading excluded)
+    dm.num_workers = 0
+    loader = dm.train_dataloader()
+    batches = [b for _, b in zip(range(1 + args.pipeline_steps), loader, strict=False)]
+    case = build_case("graph_network", batches[0], dm.part_targets("train"), dm.n_points)
+    case.train_step(batches[0])  # warm-up
+    step_times = []
+    for b in batches[1:]:
+        t = time.perf_counter()
+        case.train_step(b)
+        step_times.append(time.perf_counter() - t)
+    case.release()
+    real = step_stats(step_times)
+    atoms_per_batch = float(np.mean([b.num_nodes for b in batches[1:]]))
+    edges_per_batch = float(np.mean([b.edge_index.shape[1] for b in batches[1:]]))
+
+    # ... and on the fixed batch of 64 twenty-atom materials of the models section
+    fixed = _FP32_RESULTS.get("graph_network")
+    fixed_source = "models section of this run"
+    if fixed is None or "error" in fixed:
+        records, index = _fixed_batch_records()
+        fb = make_batch(records, index, "graph_network")
+        fcase = build_case("graph_network", fb, records.targets, OUT_DIM)
+        fcase.train_step()
+        fixed_times = [best_time(fcase.train_step, 1) for _ in range(args.pipeline_steps)]
+        fcase.release()
+        fixed = {"train": step_stats(fixed_times)}
+        fixed_source = f"measured here ({args.pipeline_steps} steps)"
+    load1 = load_average()
+
+    step_real = real["median"]
+    step_fixed = fixed["train"]["median"]
+    load0_rate = rates[0]["batches_per_s"]
+    share = (1 / load0_rate) / (1 / load0_rate + step_real)
+    bs = dm.batch_size
+    metrics = [
+        Metric(
+            "records (toy_edos, all parts) / training batches per epoch",
+            f"{len(dm.records)} / {rates[0]['batches_per_epoch']}",
+        ),
+        Metric("datamodule setup (records, targets, split, graphs, Data)", t_setup, "s"),
+        Metric(
+            "atoms / edges per training batch (mean)",
+            f"{atoms_per_batch:.0f} / {edges_per_batch:.0f}",
+        ),
+        Metric(f"DataLoader batch {bs}, num_workers=0", load0_rate, "batches/s"),
+        Metric(f"DataLoader batch {bs}, num_workers=2", rates[2]["batches_per_s"], "batches/s"),
+        Metric(
+            "    first epoch incl. worker start (num_workers=2)", rates[2]["first_epoch_s"], "s"
+        ),
+        Metric("graph_network train steps, pipeline batches (median)", 1 / step_real, "steps/s"),
+        Metric(
+            f"graph_network train steps, fixed 64 x {ATOMS}-atom batch (median)",
+            1 / step_fixed,
+            "steps/s",
+        ),
+        Metric(
+            "loader / step rate (num_workers=0, pipeline batches)",
+            load0_rate * step_real,
+            "x",
+            ">= 10 (loading not the bottleneck)",
+            load0_rate * step_real >= 10,
+        ),
+        Metric("share of a serial epoch spent loading (num_workers=0)", 100 * share, "%"),
+        Metric("load average before / after (1 min)", f"{load0[0]:.2f} / {load1[0]:.2f}"),
+    ]
+    details = {
+        "threads": args.threads,
+        "batch_size": bs,
+        "records": len(dm.records),
+        "setup_s": t_setup,
+        "pin_memory": False,
+        "loader": {str(k): v for k, v in rates.items()},
+        "step_pipeline_batches": {
+            **real,
+            "times_s": step_times,
+            "atoms": atoms_per_batch,
+            "edges": edges_per_batch,
+        },
+        "step_fixed_batch": {k: v for k, v in fixed["train"].items() if k != "flops_by_op"},
+        "step_fixed_batch_source": fixed_source,
+        "loader_over_step_rate": load0_rate * step_real,
+        "serial_loading_share": share,
+        "load_average": {"before": load0, "after": load1},
+    }
+    return SectionResult(metrics, details)
+
+
+# ---------------------------------------------------------------------------------------- allocator
+JEMALLOC_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+    "/usr/lib64/libjemalloc.so.2",
+    "/usr/local/lib/libjemalloc.so.2",
+    "/usr/lib/libjemalloc.so.2",
+)
+
+
+def jemalloc_path() -> str | None:
+    """The jemalloc shared library if installed (``apt-get install libjemalloc2``)."""
+    for p in JEMALLOC_CANDIDATES:
+        if Path(p).exists():
+            return p
+    import ctypes.util
+
+    return ctypes.util.find_library("jemalloc")
+
+
+def _train_steps_subprocess(args: argparse.Namespace, env_extra: dict[str, str]) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "dos_bench.bench_utils", "train-steps",
+        "--model", args.alloc_model, "--steps", str(args.alloc_steps), "--warmup", "2",
+        "--batch-size", str(args.alloc_batch), "--threads", str(args.threads),
+    ]  # fmt: skip
+    env = {**os.environ, **env_extra}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def allocator_variants(je: str | None) -> dict[str, dict[str, str]]:
+    """Environment of each allocator variant (the jemalloc ones only when it is installed)."""
+    out: dict[str, dict[str, str]] = {
+        "glibc": {},
+        # no heap trimming and a fixed (maximal) mmap threshold: freed memory stays mapped
+        "glibc-notrim": {
+            "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
+            "MALLOC_MMAP_THRESHOLD_": str(1 << 25),
+        },
+    }
+    if je:
+        out["jemalloc"] = {"LD_PRELOAD": je}
+        # jemalloc keeps freed pages instead of purging them after 10 s (its default)
+        out["jemalloc-nodecay"] = {
+            "LD_PRELOAD": je,
+            "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
+        }
+    return out
+
+
+def bench_allocator(args: argparse.Namespace) -> SectionResult:
+    """Training-step time distribution with glibc malloc and with jemalloc (LD_PRELOAD)."""
+    from dos_bench.bench_utils import step_stats
+
+    load0 = load_average()
+    je = jemalloc_path()
+    available = allocator_variants(je)
+    wanted = [v.strip() for v in args.alloc_variants.split(",") if v.strip()]
+    if not je and any(v.startswith("jemalloc") for v in wanted):
+        progress("jemalloc not found (apt-get install -y libjemalloc2): jemalloc runs skipped")
+    unknown = [v for v in wanted if v not in allocator_variants("x")]
+    if unknown:
+        raise SystemExit(f"unknown allocator variant(s) {unknown}")
+    variants = [v for v in wanted if v in available]
+    runs: dict[str, dict[str, Any]] = {}
+    for rnd in range(args.alloc_rounds):  # rounds alternate the variants under the same load
+        for name in variants:
+            r = _train_steps_subprocess(args, available[name])
+            prev = runs.setdefault(name, {**r, "times": [], "minor_faults_per_step": []})
+            prev["times"] += r["times"]
+            prev["minor_faults_per_step"] += r["minor_faults_per_step"]
+            prev["max_rss_mb"] = max(prev["max_rss_mb"], r["max_rss_mb"])
+            progress(
+                f"allocator round {rnd + 1}: {name} ({r['allocator']}) median "
+                f"{r['median']:.3f} s, load {load_average()[0]:.2f}"
+            )
+    load1 = load_average()
+    details: dict[str, Any] = {
+        "jemalloc": je,
+        "workload": {
+            "model": args.alloc_model,
+            "batch_size": args.alloc_batch,
+            "threads": args.threads,
+            "steps": args.alloc_steps,
+            "warmup": 2,
+            "rounds": args.alloc_rounds,
+        },
+        "variants": {},
+        "load_average": {"before": load0, "after": load1},
+    }
+    rows = []
+    ref = None
+    for name, r in runs.items():
+        st = step_stats(r["times"])
+        faults = float(np.median(r["minor_faults_per_step"]))
+        details["variants"][name] = {
+            **r,
+            "env": available[name],
+            "stats": st,
+            "median_minor_faults": faults,
+        }
+        ref = ref or st["median"]
+        rows.append(
+            [
+                name,
+                r["allocator"],
+                str(st["n"]),
+                f"{st['median']:.3f}",
+                f"{st['p10']:.3f}",
+                f"{st['p90']:.3f}",
+                f"{st['p90_over_p10']:.2f}",
+                f"{'yes' if st['bimodal'] else 'no'} ({100 * st.get('gap_over_median', 0):.0f}%)",
+                f"{faults:,.0f}",
+                f"{r['max_rss_mb']:,.0f}",
+                f"{st['median'] / ref:.2f}",
+            ]
+        )
+    metrics = [
+        Metric(
+            "workload",
+            f"{args.alloc_model} train step, batch {args.alloc_batch} x ~{ATOMS} atoms, "
+            f"{args.threads} threads, {args.alloc_steps} steps x {args.alloc_rounds} round(s) "
+            "after 2 warm-up, one subprocess per run",
+        ),
+        Metric("jemalloc library", je or "not installed: jemalloc variants skipped"),
+        Metric("load average before / after (1 min)", f"{load0[0]:.2f} / {load1[0]:.2f}"),
+    ]
+    header = [
+        "variant", "loaded", "steps", "median s", "p10 s", "p90 s", "p90/p10",
+        "bimodal (gap/median)", "minor faults/step", "max RSS MB", "median vs row 1",
+    ]  # fmt: skip
+    note = (
+        "bimodal: the largest jump between sorted step times exceeds 15% of the median with "
+        "at least 15% of the steps on each side.\nglibc-notrim: MALLOC_TRIM_THRESHOLD_=2^36, "
+        "MALLOC_MMAP_THRESHOLD_=2^25; jemalloc-nodecay: MALLOC_CONF=dirty_decay_ms:-1,"
+        "muzzy_decay_ms:-1."
+    )
+    return SectionResult(metrics, details, [Table("step times by allocator", header, rows, note)])
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], SectionResult]] = {
     "graphs": bench_graphs,
+    "models": bench_models,
+    "pipeline": bench_pipeline,
+    "allocator": bench_allocator,
 }
 """Benchmark sections by name, run in this order by default."""
 
+SECTION_THREADS: dict[str, int] = {"graphs": 1}
+"""Sections that run on one pinned core; the others use ``--threads`` on every CPU."""
+
 
 # ---------------------------------------------------------------------------------------- main
+def _write(out_dir: Path, name: str, env: dict[str, Any], result: SectionResult) -> Path:
+    from dos_bench.io import write_json
+
+    out = out_dir / f"{name}.json"
+    write_json(
+        out,
+        {
+            "section": name,
+            "env": env,
+            "metrics": [m.__dict__ for m in result.metrics],
+            "results": result.details,
+        },
+    )
+    return out
+
+
+def _report(title: str, result: SectionResult) -> None:
+    if result.metrics:
+        print_table(title, result.metrics)
+    for t in result.tables:
+        print_grid(t)
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "sections", nargs="*", help=f"sections to run (default: all of {', '.join(SECTIONS)})"
     )
-    parser.add_argument("--repeats", type=int, default=5, help="timing repeats (best is kept)")
+    parser.add_argument("--repeats", type=int, default=None, help="graphs: timing repeats (5)")
     parser.add_argument(
-        "--min-time", type=float, default=2.0, help="seconds spent on throughput loops"
+        "--min-time", type=float, default=None, help="seconds spent on throughput loops (2)"
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "outputs" / "bench", help="directory of the JSON results"
     )
-    parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU core")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin graphs to one CPU core")
+    parser.add_argument(
+        "--threads", type=int, default=len(ALL_CPUS), help="torch threads of models, pipeline, "
+        f"allocator (default: every CPU, {len(ALL_CPUS)})"
+    )  # fmt: skip
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"models {','.join(QUICK_MODELS)} only, fewer steps and repeats",
+    )
+    parser.add_argument(
+        "--models", default="", help="models: comma-separated configs (default all)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "both"),
+        default="fp32",
+        help="models: fp32, bf16 autocast (models_bf16.json) or both",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="models: also profile one train and one infer step per model",
+    )
+    parser.add_argument(
+        "--no-dedup",
+        action="store_true",
+        help="models: measure configs that build the same network again",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="models: seconds of timed steps per model and phase (6; quick 2)",
+    )
+    parser.add_argument(
+        "--min-steps", type=int, default=None, help="models: timed steps at least (2; quick 1)"
+    )
+    parser.add_argument("--max-steps", type=int, default=20, help="models: timed steps at most")
+    parser.add_argument(
+        "--long-step",
+        type=float,
+        default=15.0,
+        help="models: a phase whose first step takes longer (s) is timed once (heavy models)",
+    )
+    parser.add_argument(
+        "--pipeline-steps",
+        type=int,
+        default=None,
+        help="pipeline: timed training steps (6; quick 3)",
+    )
+    parser.add_argument("--alloc-model", default="graph_network", help="allocator: model")
+    parser.add_argument("--alloc-batch", type=int, default=BATCH_SIZE, help="allocator: batch")
+    parser.add_argument(
+        "--alloc-steps", type=int, default=None, help="allocator: timed steps per run (8; quick 5)"
+    )
+    parser.add_argument(
+        "--alloc-rounds", type=int, default=1, help="allocator: runs per allocator, alternating"
+    )
+    parser.add_argument(
+        "--alloc-variants",
+        default="glibc,jemalloc,jemalloc-nodecay",
+        help="allocator: comma-separated of glibc, glibc-notrim, jemalloc, jemalloc-nodecay",
+    )
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=("passive", "active", "default"),
+        default="passive",
+        help="OMP_WAIT_POLICY set before torch is imported (default passive: idle OpenMP threads "
+        "sleep instead of spinning, which on a shared machine is much faster; 'default' leaves "
+        "libgomp's spin-then-sleep, what `make run` gets unless the variable is set)",
+    )
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
+    if args.omp_wait_policy != "default":
+        if "torch" in sys.modules:
+            print("warning: torch already imported; --omp-wait-policy has no effect", flush=True)
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+    quick = args.quick
+    defaults = {
+        "repeats": (2, 5),
+        "min_time": (1.0, 2.0),
+        "budget": (2.0, 6.0),
+        "min_steps": (1, 2),
+        "pipeline_steps": (3, 6),
+        "alloc_steps": (5, 8),
+    }
+    for key, (q, full) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, q if quick else full)
 
     if args.list:
         for name, fn in SECTIONS.items():
@@ -320,35 +1157,48 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch_geometric
 
-    from dos_bench.io import write_json
-
-    pinning = "not pinned (--no-pin)" if args.no_pin else pin_one_core()
-    torch.set_num_threads(1)
     env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpus": len(ALL_CPUS),
         "numpy": np.__version__,
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
-        "cpu_pinning": pinning,
-        "threads": 1,
+        "quick": quick,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp default"),
     }
-    print(f"dos_bench bench: {pinning}; single-threaded numpy/torch; best of {args.repeats}")
+    la = load_average()
+    print(
+        f"dos_bench bench on {env['cpu_model']}, {len(ALL_CPUS)} CPUs; load average "
+        f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}; graphs on 1 pinned core, other sections "
+        f"{args.threads} threads, OMP_WAIT_POLICY={env['omp_wait_policy']}"
+        f"{' (quick)' if quick else ''}",
+        flush=True,
+    )
+    t_all = time.perf_counter()
     for name in names:
+        threads = SECTION_THREADS.get(name, args.threads)
+        if threads == 1:
+            cpus = "not pinned (--no-pin)" if args.no_pin else pin_one_core()
+        else:
+            cpus = unpin()
+        torch.set_num_threads(threads)
+        sec_env = {**env, "threads": threads, "cpu_affinity": cpus}
         t0 = time.perf_counter()
         result = SECTIONS[name](args)
-        print_table(f"{name} ({time.perf_counter() - t0:.1f} s)", result.metrics)
-        out = args.out / f"{name}.json"
-        write_json(
-            out,
-            {
-                "section": name,
-                "env": env,
-                "metrics": [m.__dict__ for m in result.metrics],
-                "results": result.details,
-            },
-        )
-        print(f"-> {out}")
+        elapsed = time.perf_counter() - t0
+        if result.metrics or result.tables:
+            _report(f"{name} ({elapsed:.1f} s, {threads} thread(s), {cpus})", result)
+            print(f"-> {_write(args.out, name, sec_env, result)}")
+        for extra_name, extra in result.extra.items():
+            _report(f"{extra_name} ({threads} thread(s))", extra)
+            print(f"-> {_write(args.out, extra_name, sec_env, extra)}")
+    la = load_average()
+    print(
+        f"\nbench done in {time.perf_counter() - t_all:.0f} s; load average "
+        f"{la[0]:.2f} / {la[1]:.2f} / {la[2]:.2f}"
+    )
     return 0
 
 

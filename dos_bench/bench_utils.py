@@ -1,0 +1,516 @@
+"""Helpers of ``scripts/bench.py``: model zoo set-up, step timing, FLOP counts, profiles.
+
+Nothing here is used by training; the functions build every model config of ``conf/model`` at
+its paper hyperparameters on a fixed batch of real toy crystals, time training and inference
+steps, count FLOPs with :class:`torch.utils.flop_counter.FlopCounterMode` and classify profiler
+time by kind of operator.
+
+``python -m dos_bench.bench_utils train-steps ...`` times training steps of one model and prints
+the step times as JSON on its last line: ``scripts/bench.py allocator`` runs it in subprocesses
+with and without ``LD_PRELOAD`` of jemalloc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+__all__ = [
+    "BenchCase",
+    "Records",
+    "build_case",
+    "classify_profile",
+    "compose",
+    "count_flops",
+    "frozen",
+    "load_records",
+    "make_batch",
+    "mm_peak",
+    "model_names",
+    "network_signature",
+    "pick_materials",
+    "step_stats",
+    "time_steps",
+]
+
+
+# ------------------------------------------------------------------------------ configs and data
+def model_names() -> list[str]:
+    """Every model config in ``conf/model/*.yaml``, sorted."""
+    return sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+
+
+def compose(overrides: Sequence[str] = ()) -> Any:
+    """The composed training config (``conf/train.yaml``) with Hydra overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import dos_bench.train  # noqa: F401  (registers the ${data:...} resolver)
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+def network_signature(cfg_model: Any) -> str:
+    """The model config without its display name: two configs with the same signature build
+    the same network (e.g. ``d_alignn`` and ``ae_alignn`` at the same output size)."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg_model, resolve=False)
+    assert isinstance(node, dict)
+    node.pop("name", None)
+    return json.dumps(node, sort_keys=True, default=str)
+
+
+@dataclass
+class Records:
+    """The toy eDOS records, their 300-point targets and where they came from."""
+
+    rs: Any  # dos_bench.data.records.RecordSet
+    targets: np.ndarray  # (N, n_points) float32
+    source: str
+
+
+def load_records(data_dir: Path | None = None) -> Records:
+    """The configured ``toy_edos`` dataset (conf/dataset/toy_edos.yaml), from its cache in
+    ``data/`` (generated there first if missing), and its ALIGNN-DOS 300-point targets."""
+    from dos_bench.train import build
+
+    cfg = compose(["dataset=toy_edos", "progress=false"])
+    source = build(cfg.dataset.source)
+    data_dir = data_dir or ROOT / "data"
+    path = source.cache_path(data_dir)
+    note = f"toy_edos cache {path.name}"
+    if not path.exists():
+        note = f"toy_edos generated into {path} (no cache found)"
+    rs = source.load(data_dir)
+    targets = np.asarray(build(cfg.dataset.recipe).apply(rs), dtype=np.float32)
+    return Records(rs, targets, note)
+
+
+def pick_materials(n_atoms: np.ndarray, n: int = 64, atoms: int = 20) -> np.ndarray:
+    """Indices of ``n`` materials with the atom counts closest to ``atoms`` (ties: lower index),
+    deterministic."""
+    order = np.lexsort((np.arange(len(n_atoms)), np.abs(n_atoms.astype(int) - atoms)))
+    if len(order) < n:
+        raise ValueError(f"only {len(order)} materials, {n} requested")
+    return np.sort(order[:n])
+
+
+# ------------------------------------------------------------------------------ one model
+@dataclass
+class BenchCase:
+    """One model config built at its defaults, its fixed batch and its step functions."""
+
+    name: str
+    display: str
+    signature: str
+    n_params: int
+    n_atoms: int
+    n_edges: int
+    n_graphs: int
+    train_step: Callable[..., Any]
+    infer_step: Callable[..., Any]
+    model: Any = None
+    batch: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def release(self) -> None:
+        self.model = self.batch = None
+        self.train_step = self.infer_step = _noop
+        gc.collect()
+
+
+def _noop(b: Any = None) -> None:
+    return None
+
+
+def make_batch(records: Records, index: np.ndarray, model: str) -> Any:
+    """The PyG batch of materials ``index`` built with model config ``model``'s own graph
+    recipe and atom features, targets attached as ``y``."""
+    from torch_geometric.data import Batch
+
+    from dos_bench.data.graphs import GraphRecipe, build_graphs, to_data_list
+
+    cfg = compose([f"model={model}"])
+    sub = records.rs.subset(index)
+    gs = build_graphs(sub, GraphRecipe(**dict(cfg.model.graph)), progress=False)
+    data = to_data_list(
+        sub, gs, atom_features=str(cfg.model.atom_features), y=records.targets[index]
+    )
+    return Batch.from_data_list(data)
+
+
+def build_case(
+    name: str,
+    batch: Any,
+    fit_targets: np.ndarray,
+    out_dim: int = 300,
+    precision: str = "fp32",
+    seed: int = 0,
+) -> BenchCase:
+    """Model config ``name`` at its defaults with ``out_dim`` outputs and two closures:
+
+    * ``train_step(b=batch)``: what :meth:`dos_bench.lit.DOSLitModule.training_step` computes —
+      target encode, forward, link, loss (``conf/loss/mse.yaml``) — then backward and the
+      optimizer step (``conf/optimizer/adamw.yaml``);
+    * ``infer_step(b=batch)``: forward in eval mode under ``torch.no_grad()``, no target.
+
+    ``batch`` must come from the model's own graph recipe and atom features
+    (:func:`make_batch`); ``fit_targets`` fit the target representation (``raw``).
+    ``precision="bf16"`` runs forward and loss under ``torch.autocast("cpu", torch.bfloat16)``.
+    """
+    import torch
+
+    import dos_bench.train as train_mod
+    from dos_bench.data.features import atom_feature_table
+    from dos_bench.lit import DOSLitModule
+
+    cfg = compose([f"model={name}", "target_repr=raw", "loss=mse", "optimizer=adamw"])
+    table = atom_feature_table(cfg.model.atom_features)
+    train_mod.DATA_INFO.clear()
+    train_mod.DATA_INFO.update(atom_dim=table.shape[1], n_points=out_dim, target_dim=out_dim)
+    torch.manual_seed(seed)
+    model = train_mod.build(cfg.model, out_dim=out_dim)
+    if batch.y.shape[1] != out_dim:
+        raise ValueError(f"targets have {batch.y.shape[1]} points, out_dim is {out_dim}")
+    tt = train_mod.build(cfg.target_repr)
+    tt.fit(fit_targets)
+    lit = DOSLitModule(
+        model=model,
+        target_transform=tt,
+        loss=train_mod.build(cfg.loss),
+        optimizer=train_mod.build(cfg.optimizer),
+    )
+    opt = lit.optimizer_factory(model.parameters())
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+    if precision == "bf16":
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    elif precision == "fp32":
+        autocast = contextlib.nullcontext
+    else:
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+
+    def train_step(b: Any = None) -> float:
+        model.train()
+        with autocast():
+            loss, _, _ = lit._shared_step(batch if b is None else b)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def infer_step(b: Any = None) -> Any:
+        model.eval()
+        with torch.no_grad(), autocast():
+            return model(batch if b is None else b)["pred"]
+
+    return BenchCase(
+        name=name,
+        display=str(cfg.model.name),
+        signature=network_signature(cfg.model),
+        n_params=model.n_parameters(),
+        n_atoms=int(batch.num_nodes),
+        n_edges=int(batch.edge_index.shape[1]),
+        n_graphs=int(batch.num_graphs),
+        train_step=train_step,
+        infer_step=infer_step,
+        model=model,
+        batch=batch,
+        extra={"graph": dict(cfg.model.graph), "atom_features": str(cfg.model.atom_features)},
+    )
+
+
+# ------------------------------------------------------------------------------ measuring
+@contextlib.contextmanager
+def frozen(model: Any) -> Iterator[None]:
+    """Parameters temporarily ``requires_grad=False`` (restored after).
+
+    For counting the FLOPs of a ``no_grad`` forward: FlopCounterMode's module tracker registers
+    gradient hooks on module inputs that require grad, and fails on a view of a parameter made
+    under ``no_grad`` (e.g. ``embedding.weight.expand(...)``: requires grad, no grad_fn) — torch
+    2.13 raises "Expected gradient function to be set". Under ``no_grad`` the flag changes no
+    computation.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
+    """FLOPs of one call of ``fn`` (matmul/conv/attention ops only: FlopCounterMode has no
+    formulas for elementwise, reduction, scatter or index ops), its wall time (the counter adds
+    dispatch overhead) and the FLOPs per operator."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    t0 = time.perf_counter()
+    with counter:
+        fn()
+    elapsed = time.perf_counter() - t0
+    per_op = {
+        str(op).removeprefix("aten."): int(n)
+        for op, n in counter.get_flop_counts().get("Global", {}).items()
+    }
+    return int(counter.get_total_flops()), elapsed, per_op
+
+
+def time_steps(
+    fn: Callable[[], Any],
+    budget: float,
+    min_steps: int,
+    max_steps: int,
+    first: float,
+    long_step: float = float("inf"),
+    warmup_time: float = 1.0,
+    max_warmup: int = 3,
+) -> list[float]:
+    """Wall times of repeated calls of ``fn`` after warm-up.
+
+    ``first`` is the duration of a call already made (the warm-up that counted FLOPs); more
+    warm-up calls follow while less than ``warmup_time`` s were spent (at most ``max_warmup``
+    in all). Then ``clamp(budget / step, min_steps, max_steps)`` timed calls, or a single one
+    when the first call took longer than ``long_step`` seconds.
+    """
+    spent, n_warm, last = first, 1, first
+    while spent < warmup_time and n_warm < max_warmup:
+        t0 = time.perf_counter()
+        fn()
+        last = time.perf_counter() - t0
+        spent += last
+        n_warm += 1
+    n = int(min(max_steps, max(min_steps, budget // max(last, 1e-9))))
+    if first > long_step:
+        n = 1
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def step_stats(times: Sequence[float]) -> dict[str, float]:
+    """Median, best, p10, p90, mean, n and a two-cluster split of step times (seconds).
+
+    ``gap``: the largest jump between consecutive sorted times, relative to the median;
+    ``bimodal``: that jump exceeds 15 % of the median and both sides hold at least 15 % of the
+    steps (two distinct step durations rather than a spread).
+    """
+    t = np.sort(np.asarray(times, dtype=float))
+    out: dict[str, Any] = {
+        "n": len(t),
+        "median": float(np.median(t)),
+        "best": float(t[0]),
+        "p10": float(np.percentile(t, 10)),
+        "p90": float(np.percentile(t, 90)),
+        "mean": float(t.mean()),
+        "p90_over_p10": float(np.percentile(t, 90) / np.percentile(t, 10)),
+    }
+    if len(t) >= 4:
+        gaps = np.diff(t)
+        k = int(np.argmax(gaps))
+        lo, hi = t[: k + 1], t[k + 1 :]
+        frac = min(len(lo), len(hi)) / len(t)
+        out["gap_over_median"] = float(gaps[k] / out["median"])
+        out["clusters"] = {
+            "fast": {"n": len(lo), "mean": float(lo.mean())},
+            "slow": {"n": len(hi), "mean": float(hi.mean())},
+        }
+        out["bimodal"] = bool(out["gap_over_median"] > 0.15 and frac >= 0.15)
+    else:
+        out["bimodal"] = False
+    return out
+
+
+def mm_peak(dtype: str = "fp32", size: int = 2048, repeats: int = 8) -> float:
+    """Best ``torch.mm`` rate of two ``size``×``size`` matrices (FLOP/s), current threads."""
+    import torch
+
+    dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(dt)
+    b = torch.randn(size, size, generator=g).to(dt)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * size**3 / best
+
+
+# ------------------------------------------------------------------------------ profiles
+_MATMUL = (
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_mkl_linear",
+    "mkldnn_linear", "_scaled_dot_product", "_flash_attention", "convolution", "conv",
+    "mkldnn_rnn", "_thnn_fused_gru", "gru_cell", "einsum", "tensordot",
+)  # fmt: skip
+_SCATTER = (
+    "index_add", "index_select", "index_put", "_index_put_impl", "index", "scatter", "gather",
+    "embedding", "segment", "sort", "argsort", "repeat_interleave", "bincount", "masked_select",
+    "nonzero", "unique", "searchsorted", "take", "put_",
+)  # fmt: skip
+
+
+def _kind(op: str) -> str:
+    name = op.split("::")[-1].lower()
+    if any(name == k or name.startswith(k) for k in _MATMUL):
+        return "matmul"
+    if any(name == k or name.startswith(k) for k in _SCATTER):
+        return "scatter/index"
+    if name.startswith(("copy_", "to", "_to_copy", "contiguous", "clone", "cat", "stack")):
+        return "copy/cat"
+    if name.startswith(("empty", "zeros", "zero_", "fill_", "new_zeros", "ones", "full")):
+        return "alloc/fill"
+    if "adam" in name or name.startswith("_foreach"):
+        return "optimizer"
+    return "elementwise/norm/other"
+
+
+def classify_profile(fn: Callable[[], Any], top: int = 8) -> dict[str, Any]:
+    """One profiled call of ``fn``: self CPU time per kind of operator, the unaccounted wall
+    time (Python, dispatcher and profiler overhead) and the top operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        fn()
+        wall = time.perf_counter() - t0
+    rows = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    kinds: dict[str, float] = {}
+    for e in rows:
+        k = _kind(e.key)
+        kinds[k] = kinds.get(k, 0.0) + e.self_cpu_time_total / 1e6
+    ops_total = sum(kinds.values())
+    kinds["python/dispatch (unaccounted)"] = max(0.0, wall - ops_total)
+    n_calls = sum(e.count for e in rows)
+    ranked = sorted(rows, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return {
+        "wall_s": wall,
+        "seconds": kinds,
+        "share": {k: v / wall for k, v in kinds.items()},
+        "aten_calls": int(n_calls),
+        "top_ops": [
+            {
+                "op": e.key,
+                "kind": _kind(e.key),
+                "self_s": e.self_cpu_time_total / 1e6,
+                "calls": int(e.count),
+            }
+            for e in ranked
+        ],
+    }
+
+
+# ------------------------------------------------------------------------------ subprocess CLI
+def loaded_allocator() -> str:
+    """``jemalloc``/``tcmalloc`` when such a library is mapped into this process, else
+    ``glibc``."""
+    with contextlib.suppress(OSError):
+        maps = Path("/proc/self/maps").read_text()
+        for lib in ("jemalloc", "tcmalloc", "mimalloc"):
+            if lib in maps:
+                return lib
+    return "glibc"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    import logging
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (``VmHWM``; unlike ``ru_maxrss`` not inherited
+    from the parent across ``exec``), MB."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _train_steps_cli(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with _quiet():
+        records = load_records()
+        index = pick_materials(records.rs.n_atoms, args.batch_size, args.atoms)
+        batch = make_batch(records, index, args.model)
+        case = build_case(args.model, batch, records.targets, out_dim=records.targets.shape[1])
+    import resource
+
+    for _ in range(args.warmup):
+        case.train_step()
+    times, faults = [], []
+    for _ in range(args.steps):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        case.train_step()
+        times.append(time.perf_counter() - t0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    result = {
+        "model": args.model,
+        "allocator": loaded_allocator(),
+        "ld_preload": os.environ.get("LD_PRELOAD", ""),
+        "threads": torch.get_num_threads(),
+        "batch_size": case.n_graphs,
+        "n_atoms": case.n_atoms,
+        "warmup": args.warmup,
+        "times": times,
+        "median": statistics.median(times),
+        "minor_faults_per_step": faults,
+        "max_rss_mb": _peak_rss_mb(),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dos_bench.bench_utils")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("train-steps", help="time training steps of one model; JSON on stdout")
+    p.add_argument("--model", default="graph_network")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--atoms", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    return _train_steps_cli(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
