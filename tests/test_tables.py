@@ -273,11 +273,16 @@ def test_cli_auto_table_check_and_output(multirun, tmp_path, capsys, monkeypatch
     assert tables.main([str(tmp_path / "nothing_here")]) == 2
 
 
-def test_runs_without_table_key_need_table_flag(tmp_path, capsys):
+def test_runs_without_table_key_get_an_ad_hoc_sweep_table(tmp_path, capsys):
+    """A sweep that is no paper preset still gets a table: one row per model, test metrics."""
     root = tmp_path / "m"
     _write_run(root / "0", "A", "edos", 0, 0.3, table="")
-    assert tables.main([str(root)]) == 2
-    assert "--table" in capsys.readouterr().err
+    _write_run(root / "1", "A", "edos", 1, 0.5, table="")
+    assert tables.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "Sweep: test metrics" in out
+    row = next(line for line in out.splitlines() if line.startswith("| A |"))
+    assert row.startswith("| A | 0.4 (0.141) | 0.6 (0.212) |")  # mean (std) of the two runs
 
 
 def test_get_path_and_matching():
