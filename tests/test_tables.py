@@ -282,7 +282,7 @@ def test_runs_without_table_key_get_an_ad_hoc_sweep_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Sweep: test metrics" in out
     row = next(line for line in out.splitlines() if line.startswith("| A |"))
-    assert row.startswith("| A | 0.4 (0.141) | 0.6 (0.212) |")  # mean (std) of the two runs
+    assert row.startswith("| A | 0.4 (0.1414) | 0.6 (0.2121) |")  # mean (std) of the two runs
 
 
 def test_get_path_and_matching():
