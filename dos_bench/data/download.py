@@ -656,7 +656,11 @@ def download_dataset(
             unpack(dest, dest.parent, entry.unpack)
         paths.append(dest)
     if env_vars:
-        paths.extend(build_from_api(name, data_dir, api_key=os.environ[env_vars[0]]))
+        paths.extend(
+            build_from_api(
+                dataset_cfg, data_dir, api_key=os.environ[env_vars[0]], progress=progress
+            )
+        )
     return paths
 
 
@@ -664,42 +668,61 @@ def download_dataset(
 # Materials Project hook
 # --------------------------------------------------------------------------------------------
 
-#: dataset name -> ``builder(mpr, data_dir) -> list[Path]`` that writes that dataset's files.
-API_BUILDERS: dict[str, Callable[[Any, Path], list[Path]]] = {}
+#: builder name (a dataset's ``api.builder``) ->
+#: ``builder(mpr, data_dir, dataset_cfg, progress) -> list[Path]`` writing that dataset's files.
+API_BUILDERS: dict[str, Callable[..., list[Path]]] = {}
 
 
 def register_api_builder(
     name: str,
-) -> Callable[[Callable[[Any, Path], list[Path]]], Callable[[Any, Path], list[Path]]]:
-    """Decorator registering the function that builds dataset ``name`` from the MP API.
+) -> Callable[[Callable[..., list[Path]]], Callable[..., list[Path]]]:
+    """Decorator registering a Materials Project builder under ``name`` (``api.builder``).
 
     Args:
-        name: the dataset name (``name:`` in its config).
+        name: the builder name datasets refer to in ``api.builder``.
     """
 
-    def deco(fn: Callable[[Any, Path], list[Path]]) -> Callable[[Any, Path], list[Path]]:
+    def deco(fn: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
         API_BUILDERS[name] = fn
         return fn
 
     return deco
 
 
-def build_from_api(name: str, data_dir: str | Path, api_key: str | None = None) -> list[Path]:
+def build_from_api(
+    dataset_cfg: Mapping[str, Any] | DictConfig,
+    data_dir: str | Path,
+    api_key: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
     """Build a Materials Project dataset locally through ``mp_api`` (imported lazily).
 
-    The work itself is done by the builder registered for ``name`` with
-    :func:`register_api_builder`, called as ``builder(mpr, data_dir)`` with an open
+    The work is done by the builder named in the dataset's ``api.builder`` (registered with
+    :func:`register_api_builder`; the bundled one is
+    :func:`dos_bench.data.mp_builder.build_mp_dos_documents`), called with an open
     ``mp_api.client.MPRester``; it writes its files under ``data_dir`` and returns their paths.
 
     Args:
-        name: the dataset name.
+        dataset_cfg: the dataset config (``name``, ``source``, ``api``).
         data_dir: the data directory.
         api_key: the Materials Project API key (default: ``$MP_API_KEY``).
+        progress: show progress bars.
 
     Raises:
-        DataError: ``mp_api`` is not installed (``pip install mp-api``) or no builder is
-            registered for ``name``.
+        DataError: ``mp_api`` is not installed (``pip install mp-api``).
+        ConfigError: the dataset has no ``api.builder`` or names an unknown builder.
     """
+    import dos_bench.data.mp_builder  # noqa: F401  (registers the bundled builders)
+
+    name = _dataset_name(dataset_cfg)
+    api = _get(dataset_cfg, "api", name) or {}
+    builder_name = api.get("builder") if hasattr(api, "get") else None
+    builder = API_BUILDERS.get(str(builder_name))
+    if builder is None:
+        raise ConfigError(
+            f"dataset {name}: `api.builder` must name a Materials Project builder "
+            f"({sorted(API_BUILDERS)}), got {builder_name!r}"
+        )
     try:
         from mp_api.client import MPRester
     except ImportError as exc:
@@ -707,11 +730,5 @@ def build_from_api(name: str, data_dir: str | Path, api_key: str | None = None) 
             f"dataset {name} is built with the Materials Project client, which is not "
             f"installed: pip install mp-api"
         ) from exc
-    builder = API_BUILDERS.get(name)
-    if builder is None:
-        raise DataError(
-            f"dataset {name} needs the Materials Project API but no builder is registered for it "
-            f"(see dos_bench.data.download.register_api_builder)"
-        )
     with MPRester(api_key or os.environ.get("MP_API_KEY")) as mpr:
-        return list(builder(mpr, Path(data_dir)))
+        return list(builder(mpr, Path(data_dir), dataset_cfg, progress=progress))

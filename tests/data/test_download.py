@@ -417,7 +417,11 @@ def test_requires_env_without_mp_api_says_pip_install(tmp_path, monkeypatch):
     monkeypatch.setenv("MP_API_KEY", "dummy")
     monkeypatch.setitem(sys.modules, "mp_api", None)  # make the import fail
     monkeypatch.setitem(sys.modules, "mp_api.client", None)
-    cfg = {"name": "mp_edos_128", "requires_env": "MP_API_KEY"}
+    cfg = {
+        "name": "mp_edos_201",
+        "requires_env": "MP_API_KEY",
+        "api": {"builder": "mp_dos_documents"},
+    }
     with pytest.raises(DataError, match="pip install mp-api"):
         download_dataset(cfg, tmp_path)
 

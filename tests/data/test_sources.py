@@ -41,7 +41,7 @@ _spec = importlib.util.spec_from_file_location(
 F = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(F)
 
-SPLITS = Path("/work/shared/data/published_splits")
+SPLITS = Path(__file__).parents[3] / "shared" / "data" / "published_splits"
 JARVIS_ZIP = "jarvis/edos-up_pdos-elast_interp-8-18-2021.json.zip"
 META = {"formula", "n_species", "crystal_system", "n_atoms"}
 SYSTEMS = {
