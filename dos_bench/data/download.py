@@ -53,6 +53,7 @@ __all__ = [
     "download_dataset",
     "fetch",
     "file_sha256",
+    "git_blob_id",
     "part_path",
     "register_api_builder",
     "required_env",
@@ -64,6 +65,7 @@ USER_AGENT = "dos_bench-downloader/0.1 (python urllib)"
 MP_DASHBOARD = "https://next-gen.materialsproject.org/api"
 UNPACK_KINDS = ("zip", "tar")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_GIT_BLOB_RE = re.compile(r"^[0-9a-f]{40}$")
 _RETRY_DELAY = 1.0  # seconds before resuming an interrupted transfer (times the retry number)
 
 
@@ -76,12 +78,16 @@ class DownloadEntry:
         path: destination relative to the data directory (never absolute, never ``..``).
         sha256: expected lowercase hex digest, or ``None`` when not pinned yet.
         unpack: ``None``, ``"zip"`` or ``"tar"``; archives are extracted beside themselves.
+        git_blob: the file's git blob id (40 hex digits) for files served from a git
+            repository, a checksum that can be read off the repository's tree without the
+            file's bytes (``git ls-tree``); ``None`` when unknown.
     """
 
     url: str
     path: str
     sha256: str | None = None
     unpack: str | None = None
+    git_blob: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,6 +113,20 @@ def _hash_into(path: Path, h: Any, chunk: int = 1 << 20) -> None:
             h.update(buf)
 
 
+def git_blob_id(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Return the git blob id of a file: sha1 of ``b"blob <size>\\0"`` followed by its bytes.
+
+    Args:
+        path: the file.
+        chunk: read size in bytes.
+    """
+    path = Path(path)
+    h = hashlib.sha1()  # noqa: S324 - git's object id, an integrity check, not security
+    h.update(f"blob {path.stat().st_size}\0".encode())
+    _hash_into(path, h, chunk)
+    return h.hexdigest()
+
+
 def part_path(dest: str | Path) -> Path:
     """The partial-download file kept beside ``dest`` between attempts (``<dest>.part``).
 
@@ -124,6 +144,15 @@ def _normalise_sha256(sha256: Any, where: str = "sha256") -> str | None:
     if not _SHA256_RE.match(value):
         raise ConfigError(f"{where}: expected 64 hex digits or null, got {sha256!r}")
     return value
+
+
+def _normalise_git_blob(value: Any, where: str = "git_blob") -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if not _GIT_BLOB_RE.match(text):
+        raise ConfigError(f"{where}: expected 40 hex digits (a git blob id) or null, got {value!r}")
+    return text
 
 
 def _manual_hint(url: str, dest: Path, sha256: str | None) -> str:
@@ -173,6 +202,8 @@ def fetch(
     chunk: int = 1 << 20,
     *,
     retries: int = 3,
+    refuse_html: bool = False,
+    git_blob: str | None = None,
 ) -> Path:
     """Download ``url`` to ``dest``, resuming a partial download and verifying its sha256.
 
@@ -192,6 +223,9 @@ def fetch(
         retries: how many times to resume automatically within this call after a transfer
             that was cut off mid-way (only when that attempt received data; a refused
             connection or DNS failure fails at once).
+        refuse_html: fail (writing nothing) when the server answers ``text/html`` — a data
+            file is never a web page, a landing-page URL is (``download_dataset`` sets it).
+        git_blob: expected git blob id (see :func:`git_blob_id`), checked like ``sha256``.
 
     Returns:
         ``dest`` as a :class:`~pathlib.Path`.
@@ -203,11 +237,24 @@ def fetch(
     """
     dest = Path(dest)
     sha256 = _normalise_sha256(sha256)
+    git_blob = _normalise_git_blob(git_blob)
     if dest.is_dir():
         raise DataError(f"cannot download {url} to {dest}: a directory is in the way")
     part = part_path(dest)
     if dest.exists():
-        if sha256 is None:
+        if sha256 is None and git_blob is not None:
+            got = git_blob_id(dest, chunk)
+            if got == git_blob:
+                log.info("%s already present (git blob id verified)", dest)
+                part.unlink(missing_ok=True)
+                return dest
+            log.warning(
+                "%s exists but its git blob id is %s, expected %s: downloading it again",
+                dest,
+                got,
+                git_blob,
+            )
+        elif sha256 is None:
             log.info("%s already exists and no sha256 is pinned: reusing it", dest)
             part.unlink(missing_ok=True)  # a stale partial download from before
             return dest
@@ -227,7 +274,9 @@ def fetch(
     failures = 0
     while True:
         try:
-            digest = _download_to_part(url, dest, part, sha256, progress, timeout, chunk)
+            digest = _download_to_part(
+                url, dest, part, sha256, progress, timeout, chunk, refuse_html
+            )
             break
         except _Interrupted as exc:
             if exc.progressed and failures < retries:
@@ -247,6 +296,13 @@ def fetch(
             f"deleted (a changed upstream file or a corrupted transfer). Rerun to try again, or "
             f"place a verified copy at {dest}."
         )
+    if git_blob is not None and (got := git_blob_id(part, chunk)) != git_blob:
+        part.unlink(missing_ok=True)
+        raise DataError(
+            f"git blob id mismatch for {url}: expected {git_blob}, got {got}; the download was "
+            f"deleted (a changed upstream file or a corrupted transfer). Rerun to try again, or "
+            f"place a verified copy at {dest}."
+        )
     if sha256 is None:
         log.warning(
             "no sha256 pinned for %s: downloaded %s has sha256 %s (pin it in the dataset config)",
@@ -260,7 +316,14 @@ def fetch(
 
 
 def _download_to_part(
-    url: str, dest: Path, part: Path, sha256: str | None, progress: bool, timeout: float, chunk: int
+    url: str,
+    dest: Path,
+    part: Path,
+    sha256: str | None,
+    progress: bool,
+    timeout: float,
+    chunk: int,
+    refuse_html: bool = False,
 ) -> str:
     """One HTTP request: append to (or restart) ``part``; return the sha256 of the whole part."""
     offset = part.stat().st_size if part.exists() else 0
@@ -278,7 +341,7 @@ def _download_to_part(
                 return file_sha256(part, chunk)
             log.warning("server refused to resume %s at byte %d: restarting", url, offset)
             part.unlink()
-            return _download_to_part(url, dest, part, sha256, progress, timeout, chunk)
+            return _download_to_part(url, dest, part, sha256, progress, timeout, chunk, refuse_html)
         raise DataError(
             f"cannot download {url}: HTTP {exc.code} {exc.reason}. "
             f"{_manual_hint(url, dest, sha256)}"
@@ -301,7 +364,14 @@ def _download_to_part(
             )
             response.close()
             part.unlink()
-            return _download_to_part(url, dest, part, sha256, progress, timeout, chunk)
+            return _download_to_part(url, dest, part, sha256, progress, timeout, chunk, refuse_html)
+        ctype = (response.headers.get("Content-Type") or "").lower()
+        if refuse_html and ctype.startswith("text/html"):
+            raise DataError(
+                f"{url} answered with a web page (Content-Type {ctype}), not the data file: the "
+                f"URL is probably a landing page, not the file's download link. Nothing was "
+                f"written. {_manual_hint(url, dest, sha256)}"
+            )
         if status != 206 and offset:
             log.info("server ignored the resume request for %s: restarting from zero", url)
             offset = 0
@@ -578,7 +648,7 @@ def dataset_entries(dataset_cfg: Mapping[str, Any] | DictConfig) -> list[Downloa
         where = f"dataset {name}: download[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a mapping with url/sha256/path/unpack")
-        unknown = set(item) - {"url", "sha256", "path", "unpack"}
+        unknown = set(item) - {"url", "sha256", "path", "unpack", "git_blob"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
         url, path = item.get("url"), item.get("path")
@@ -592,7 +662,10 @@ def dataset_entries(dataset_cfg: Mapping[str, Any] | DictConfig) -> list[Downloa
         if unpack_kind is not None and unpack_kind not in UNPACK_KINDS:
             raise ConfigError(f"{where}.unpack: expected null, 'zip' or 'tar', got {unpack_kind!r}")
         sha = _normalise_sha256(item.get("sha256"), f"{where}.sha256")
-        entries.append(DownloadEntry(url=url, path=path, sha256=sha, unpack=unpack_kind))
+        blob = _normalise_git_blob(item.get("git_blob"), f"{where}.git_blob")
+        entries.append(
+            DownloadEntry(url=url, path=path, sha256=sha, unpack=unpack_kind, git_blob=blob)
+        )
     return entries
 
 
@@ -651,7 +724,14 @@ def download_dataset(
             )
     paths: list[Path] = []
     for entry in entries or []:
-        dest = fetch(entry.url, data_dir / entry.path, entry.sha256, progress=progress)
+        dest = fetch(
+            entry.url,
+            data_dir / entry.path,
+            entry.sha256,
+            progress=progress,
+            refuse_html=True,
+            git_blob=entry.git_blob,
+        )
         if entry.unpack:
             unpack(dest, dest.parent, entry.unpack)
         paths.append(dest)

@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import socket
+import subprocess
 import sys
 import tarfile
 import threading
@@ -45,6 +46,7 @@ class ServerState:
     stall_after: int | None = None  # first request only: send this many bytes, then stall
     ignore_range: bool = False
     wrong_content: bool = False
+    content_type: str = "application/octet-stream"
     requests: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -80,6 +82,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(size - start))
+        self.send_header("Content-Type", st.content_type)
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         data = body[start:]
@@ -398,6 +401,46 @@ def test_download_dataset_omegaconf_interpolation(server, tmp_path):
     assert download_dataset(root.dataset, tmp_path, progress=False) == [tmp_path / "p.bin"]
 
 
+def test_git_blob_id_is_what_git_computes(tmp_path):
+    f = tmp_path / "data.csv"
+    f.write_bytes(PAYLOAD)
+    out = subprocess.run(["git", "hash-object", str(f)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert download.git_blob_id(f) == out.stdout.strip()
+
+
+def test_git_blob_pin_verified_and_mismatch_deleted(server, tmp_path):
+    url, state = server
+    f = tmp_path / "ref.bin"
+    f.write_bytes(PAYLOAD)
+    blob = download.git_blob_id(f)
+    entry = {"url": f"{url}/payload.bin", "sha256": None, "path": "x/p.bin", "git_blob": blob}
+    cfg = {"name": "tut", "download": [entry]}
+    assert download_dataset(cfg, tmp_path / "d", progress=False) == [tmp_path / "d/x/p.bin"]
+    state.wrong_content = True
+    with pytest.raises(DataError, match="git blob id mismatch"):
+        download_dataset(cfg, tmp_path / "e", progress=False)
+    assert not (tmp_path / "e/x/p.bin").exists()
+    assert not part_path(tmp_path / "e/x/p.bin").exists()
+
+
+def test_landing_page_url_is_refused_with_the_manual_hint(server, tmp_path):
+    """A record's landing page (HTML) is never saved as the dataset's archive."""
+    url, state = server
+    state.content_type = "text/html; charset=utf-8"
+    state.files["/records/8975"] = b"<!doctype html><html>record</html>"
+    cfg = {
+        "name": "m2s",
+        "download": [
+            {"url": f"{url}/records/8975", "sha256": None, "path": "d.zip", "unpack": "zip"}
+        ],
+    }
+    with pytest.raises(DataError, match="landing page") as err:
+        download_dataset(cfg, tmp_path, progress=False)
+    assert f"save it as {tmp_path / 'd.zip'}" in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # neither d.zip nor d.zip.part
+
+
 def test_toy_dataset_has_nothing_to_download(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="dos_bench.data.download"):
         assert download_dataset({"name": "toy_edos", "kind": "edos"}, tmp_path) == []
@@ -433,6 +476,7 @@ def test_requires_env_without_mp_api_says_pip_install(tmp_path, monkeypatch):
         ({"url": "http://x/a", "path": "/abs/a", "sha256": None}, "path"),
         ({"url": "http://x/a", "path": "a", "sha256": None, "unpack": "rar"}, "unpack"),
         ({"url": "http://x/a", "path": "a", "sha256": "nothex"}, "sha256"),
+        ({"url": "http://x/a", "path": "a", "git_blob": "abc"}, "git_blob"),
         ({"path": "a"}, "url"),
     ],
 )
@@ -517,3 +561,22 @@ def test_cli_real_conf_toy(capsys, tmp_path):
     assert cli.main(["download", "toy_edos", f"paths.data_dir={tmp_path}"]) == 0
     assert "generated locally" in capsys.readouterr().out
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "dataset").glob("*.yaml"))
+)
+def test_every_bundled_dataset_download_list_is_valid(name):
+    """A typo in a dataset's `download:` / `api:` block fails here, not on a user's cluster."""
+    from dos_bench.data import mp_builder  # noqa: F401 (registers the MP builder)
+
+    cfg = cli.compose_dataset(name).dataset
+    entries = dataset_entries(cfg)
+    if name.startswith("toy_"):
+        assert entries is None
+        return
+    assert entries is not None
+    if download.required_env(cfg):
+        assert cfg.api.builder in download.API_BUILDERS
+    else:
+        assert entries and all(e.url.startswith("https://") for e in entries)
