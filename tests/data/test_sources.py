@@ -640,6 +640,12 @@ def _compose(name: str, data_dir: Path):
         )
 
 
+def download_entries_valid(dataset_cfg) -> bool:
+    from dos_bench.data.download import dataset_entries
+
+    return all(e.url.startswith("https://") for e in dataset_entries(dataset_cfg))
+
+
 @pytest.mark.parametrize("name", DATASETS)
 def test_dataset_yaml(name, tmp_path):
     from hydra.utils import instantiate
@@ -650,10 +656,15 @@ def test_dataset_yaml(name, tmp_path):
     assert ds["name"] == name and ds["kind"] in ("edos", "phdos")
     assert isinstance(ds["download"], list)
     for entry in ds["download"]:
-        assert set(entry) == {"url", "sha256", "path", "unpack"}
+        assert {"url", "sha256", "path", "unpack"} <= set(entry)
+        assert set(entry) <= {"url", "sha256", "path", "unpack", "git_blob"}
         assert entry["url"].startswith("https://") and not Path(entry["path"]).is_absolute()
     if name.startswith("mp_edos_") and name != "mp_edos_128":
         assert ds["requires_env"] == "MP_API_KEY"
+        from dos_bench.data import download, mp_builder  # noqa: F401 (registers the builder)
+
+        assert ds["api"]["builder"] in download.API_BUILDERS
+    assert download_entries_valid(cfg.dataset)
     src = instantiate(cfg.dataset.source)
     rec = instantiate(cfg.dataset.recipe)
     assert src.dataset == name and hasattr(rec, "apply")

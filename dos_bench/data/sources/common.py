@@ -199,6 +199,76 @@ class CachedSource:
 
 
 # ====================================================================================== failures
+class IdArrayFolder(CachedSource):
+    """Base of the Mat2Spec-style folders: a material-id list, an ``N × n_cols`` ``.npy`` of
+    spectra (row ``i`` belongs to id ``i``) and the structures, all under one ``root``
+    (Mat2Spec Methods; facts.md §4.1, §5.1). Subclasses read the structures and build records.
+
+    Args:
+        root: the unpacked data folder, relative to the data directory.
+        ids, spectra, structures: paths inside ``root``.
+        n_cols: spectrum length every row must have.
+        negative_tol: negative values down to ``-negative_tol * max`` are set to 0.
+        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        ids: str,
+        spectra: str,
+        structures: str,
+        n_cols: int,
+        negative_tol: float,
+        dataset: str | None = None,
+        processed_dir: str = "processed",
+        progress: bool = False,
+        strict: bool = True,
+    ) -> None:
+        super().__init__(dataset, processed_dir, progress, strict)
+        self.root, self.ids, self.spectra, self.structures = root, ids, spectra, structures
+        self.n_cols = int(n_cols)
+        self.negative_tol = float(negative_tol)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "ids": self.ids,
+            "spectra": self.spectra,
+            "structures": self.structures,
+            "negative_tol": self.negative_tol,
+        }
+
+    def raw_paths(self) -> dict[str, str]:
+        r = Path(self.root)
+        return {
+            "ids": str(r / self.ids),
+            "spectra": str(r / self.spectra),
+            "structures": str(r / self.structures),
+        }
+
+    def ids_and_spectra(self, raw: dict[str, Path], what: str) -> tuple[list[str], np.ndarray]:
+        """The id list and the spectra array, checked against each other and ``n_cols``.
+
+        Args:
+            raw: the resolved raw paths.
+            what: what one row is, for the message (e.g. "128-bin spectrum").
+        """
+        y = load_npy(raw["spectra"])
+        if y.ndim != 2 or y.shape[1] != self.n_cols:
+            raise DataError(
+                f"{raw['spectra']}: array has shape {y.shape}, expected (N, {self.n_cols}) "
+                f"(one {what} per material)"
+            )
+        ids = read_id_list(raw["ids"], n_expected=y.shape[0])
+        if len(ids) != y.shape[0]:
+            raise DataError(
+                f"{raw['ids']} lists {len(ids)} material ids but {raw['spectra']} has "
+                f"{y.shape[0]} spectra rows"
+            )
+        return ids, y
+
+
 class FailureLog:
     """Collects per-record :class:`DataError` s when ``strict`` is off.
 

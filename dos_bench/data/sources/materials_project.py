@@ -72,12 +72,11 @@ from dos_bench.data.records import DOSRecord, RecordSet
 from dos_bench.data.sources.common import (
     CachedSource,
     FailureLog,
+    IdArrayFolder,
     build_recordset,
     clean_spectrum,
-    load_npy,
     missing_file_error,
     progress_iter,
-    read_id_list,
     read_json,
     structure_from_dict,
     structure_meta,
@@ -98,7 +97,7 @@ def mat2spec_edos_grid(n_bins: int = 128, window: float = 4.0) -> np.ndarray:
 
 
 # ====================================================================================== Mat2Spec
-class Mat2SpecEDOS(CachedSource):
+class Mat2SpecEDOS(IdArrayFolder):
     """The Mat2Spec/Xtal2DoS 128-bin eDOS folder (``mp_edos_128``).
 
     Args:
@@ -129,49 +128,27 @@ class Mat2SpecEDOS(CachedSource):
         progress: bool = False,
         strict: bool = True,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict)
-        self.root, self.ids, self.spectra, self.structures = root, ids, spectra, structures
+        super().__init__(
+            root, ids, spectra, structures, n_bins, negative_tol,
+            dataset, processed_dir, progress, strict,
+        )  # fmt: skip
         if "{id}" not in structure_pattern:
             raise ConfigError(
                 f"dataset.source.structure_pattern must contain '{{id}}', got {structure_pattern!r}"
             )
         self.structure_pattern = structure_pattern
         self.n_bins, self.window = int(n_bins), float(window)
-        self.negative_tol = float(negative_tol)
 
     def options(self) -> dict[str, Any]:
         return {
-            "root": self.root,
-            "ids": self.ids,
-            "spectra": self.spectra,
-            "structures": self.structures,
+            **super().options(),
             "structure_pattern": self.structure_pattern,
             "n_bins": self.n_bins,
             "window": self.window,
-            "negative_tol": self.negative_tol,
-        }
-
-    def raw_paths(self) -> dict[str, str]:
-        r = Path(self.root)
-        return {
-            "ids": str(r / self.ids),
-            "spectra": str(r / self.spectra),
-            "structures": str(r / self.structures),
         }
 
     def build(self, raw: dict[str, Path]) -> RecordSet:
-        y = load_npy(raw["spectra"])
-        if y.ndim != 2 or y.shape[1] != self.n_bins:
-            raise DataError(
-                f"{raw['spectra']}: array has shape {y.shape}, expected (N, {self.n_bins}) "
-                "(one 128-bin spectrum per material)"
-            )
-        ids = read_id_list(raw["ids"], n_expected=y.shape[0])
-        if len(ids) != y.shape[0]:
-            raise DataError(
-                f"{raw['ids']} lists {len(ids)} material ids but {raw['spectra']} has "
-                f"{y.shape[0]} spectra rows"
-            )
+        ids, y = self.ids_and_spectra(raw, f"{self.n_bins}-bin spectrum")
         grid = mat2spec_edos_grid(self.n_bins, self.window)
         fails = FailureLog(self.strict, self.dataset)
         records = []

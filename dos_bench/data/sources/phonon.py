@@ -50,14 +50,13 @@ from dos_bench.data.records import DOSRecord, RecordSet
 from dos_bench.data.sources.common import (
     CachedSource,
     FailureLog,
+    IdArrayFolder,
     ase_dict_to_structure,
     build_recordset,
     clean_spectrum,
-    load_npy,
     load_structure_pickle,
     parse_literal,
     progress_iter,
-    read_id_list,
     structure_meta,
 )
 from dos_bench.io import DataError
@@ -93,7 +92,7 @@ def _check_max_norm(spectra: np.ndarray, ids: list[str], dataset: str, where: st
     return not bool(bad.any())
 
 
-class PhononE3NN(CachedSource):
+class PhononE3NN(IdArrayFolder):
     """E3NN/Mat2Spec phonon DOS folder (``phonon_e3nn``, 1,524 materials).
 
     Args:
@@ -123,43 +122,17 @@ class PhononE3NN(CachedSource):
         progress: bool = False,
         strict: bool = True,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict)
-        self.root, self.ids, self.spectra, self.structures = root, ids, spectra, structures
+        super().__init__(
+            root, ids, spectra, structures, n_points, negative_tol,
+            dataset, processed_dir, progress, strict,
+        )  # fmt: skip
         self.n_points, self.step = int(n_points), float(step)
-        self.negative_tol = float(negative_tol)
 
     def options(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "ids": self.ids,
-            "spectra": self.spectra,
-            "structures": self.structures,
-            "n_points": self.n_points,
-            "step": self.step,
-            "negative_tol": self.negative_tol,
-        }
-
-    def raw_paths(self) -> dict[str, str]:
-        r = Path(self.root)
-        return {
-            "ids": str(r / self.ids),
-            "spectra": str(r / self.spectra),
-            "structures": str(r / self.structures),
-        }
+        return {**super().options(), "n_points": self.n_points, "step": self.step}
 
     def build(self, raw: dict[str, Path]) -> RecordSet:
-        y = load_npy(raw["spectra"])
-        if y.ndim != 2 or y.shape[1] != self.n_points:
-            raise DataError(
-                f"{raw['spectra']}: array has shape {y.shape}, expected (N, {self.n_points}) "
-                f"(one {self.n_points}-point phonon DOS per material)"
-            )
-        ids = read_id_list(raw["ids"], n_expected=y.shape[0])
-        if len(ids) != y.shape[0]:
-            raise DataError(
-                f"{raw['ids']} lists {len(ids)} material ids but {raw['spectra']} has "
-                f"{y.shape[0]} spectra rows"
-            )
+        ids, y = self.ids_and_spectra(raw, f"{self.n_points}-point phonon DOS")
         structures = load_structure_pickle(raw["structures"], ids)
         if len(structures) != len(ids):
             raise DataError(
