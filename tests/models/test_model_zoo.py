@@ -235,3 +235,26 @@ def test_overfits_eight_materials(name):
         if loss.item() <= 0.05 * losses[0]:
             break
     assert min(losses[-5:]) <= 0.1 * losses[0], (losses[0], losses[-5:])
+
+
+def test_bf16_autocast_forward_and_backward(full_model):
+    """`trainer.precision=bf16-mixed` runs every model: forward under CPU bf16 autocast, finite
+    output close to fp32 (bf16 keeps ~3 significant digits), gradients for the parameters."""
+    name, model, recipe, feats = full_model
+    model = model.float().train()
+    batch = _batch(_structures()[:4], recipe, feats, torch.float32)
+    target = torch.rand(4, OUT)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pred = model(batch, target=target)["pred"]
+    assert pred.shape == (4, OUT) and torch.isfinite(pred).all()
+    pred.float().square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert any(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    model.eval()
+    with torch.no_grad():
+        ref = model(batch)["pred"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(batch)["pred"].float()
+    scale = ref.abs().max().clamp_min(1e-3)
+    assert ((low - ref).abs().max() / scale) < 0.1, name

@@ -212,7 +212,14 @@ class E3NNEncoder(nn.Module):
         return attr, emb
 
     def forward(self, batch) -> EncoderOutput:
-        h = F.relu(self.embed_x(batch.x))
+        # e3nn's tensor products contract fp32 weights with their inputs through einsum, which
+        # mixed-precision autocast would feed bf16 inputs: the encoder always runs in fp32 (the
+        # head after it still runs under autocast)
+        with torch.autocast(device_type=batch.x.device.type, enabled=False):
+            return self._forward(batch)
+
+    def _forward(self, batch) -> EncoderOutput:
+        h = F.relu(self.embed_x(batch.x.float()))
         onehot = F.one_hot(batch.z.long() - 1, self.n_types).to(h.dtype)
         embed_z = self.embed_x if self.embed_z is None else self.embed_z
         attr_nodes = F.relu(embed_z(onehot))

@@ -105,7 +105,9 @@ class GATCrystalConv(nn.Module):
         score = F.softplus(self.bn(score))
         alpha = self.dropout(softmax(score, dst, num_nodes=h.shape[0]))
         msg = (b * alpha.unsqueeze(-1)).reshape(-1, self.heads * self.dim)
-        out = h.new_zeros(h.shape[0], self.heads * self.dim).index_add_(0, dst, msg)
+        # under bf16 autocast the matmuls give bf16 and the softmax fp32: sum in the message's
+        # dtype (index_add_ needs one dtype on both sides)
+        out = msg.new_zeros(h.shape[0], self.heads * self.dim).index_add_(0, dst, msg)
         return out.view(-1, self.heads, self.dim).mean(dim=1) + self.bias
 
 
