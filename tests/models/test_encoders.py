@@ -439,3 +439,28 @@ def test_alignn_dos_element_table() -> None:
     order = np.argsort(raw[1:, 0])  # z-scoring keeps the order of the present values
     present = ~np.isnan(raw[1:, 0][order])
     assert np.all(np.diff(table[1:, 0][order][present]) >= 0)
+
+
+def test_graph_network_edge_update_is_the_papers_concatenation() -> None:
+    """The per-atom split of ψ_edge's first layer computes ψ_edge([h_j, h_i, b_ij]) exactly
+    (DOSTransformer A.3), so published-style checkpoints and the formula stay valid."""
+    from types import SimpleNamespace
+
+    from dos_bench.models.encoders.graph_network import GraphNetworkEncoder
+
+    torch.manual_seed(0)
+    enc = GraphNetworkEncoder(12, hidden=16, n_layers=2).double()
+    n, n_edges = 30, 200
+    b = SimpleNamespace(
+        x=torch.randn(n, 12, dtype=torch.float64),
+        edge_index=torch.randint(0, n, (2, n_edges)),
+        edge_dist=torch.rand(n_edges, dtype=torch.float64) * 8,
+        batch=torch.arange(n) // 10,
+        num_graphs=3,
+    )
+    src, dst = b.edge_index
+    h, e = enc.node_enc(b.x), enc.edge_enc(enc.rbf(b.edge_dist))
+    for edge_mlp, node_mlp in zip(enc.edge_mlps, enc.node_mlps, strict=True):
+        e = e + edge_mlp(torch.cat([h[src], h[dst], e], dim=-1))
+        h = h + node_mlp(torch.cat([h, torch.zeros_like(h).index_add_(0, dst, e)], dim=-1))
+    torch.testing.assert_close(enc(b).node, h, rtol=1e-12, atol=1e-12)

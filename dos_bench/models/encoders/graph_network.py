@@ -14,7 +14,7 @@ crystal embedding is the sum over atoms (DOSTransformer: g is sum-pooled).
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_mean_pool
 
 from dos_bench.models.layers import GaussianExpansion
@@ -66,7 +66,27 @@ class GraphNetworkEncoder(nn.Module):
         h = self.node_enc(batch.x)
         b = self.edge_enc(self.rbf(batch.edge_dist))
         for edge_mlp, node_mlp in zip(self.edge_mlps, self.node_mlps, strict=True):
-            b = b + edge_mlp(torch.cat([h[src], h[dst], b], dim=-1))
+            b = b + self._edge_update(edge_mlp, h, b, src, dst)
             agg = torch.zeros_like(h).index_add_(0, dst, b)
             h = h + node_mlp(torch.cat([h, agg], dim=-1))
         return EncoderOutput(h, batch.batch, self.pool(h, batch.batch, size=batch.num_graphs))
+
+    @staticmethod
+    def _edge_update(mlp: nn.Sequential, h: Tensor, b: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+        """``ψ_edge([h_j, h_i, b_ij])`` without building the ``(E, 3d)`` concatenation.
+
+        The first linear layer splits as ``W_j h_j + W_i h_i + W_b b_ij + c``: the atom terms are
+        computed once per atom and gathered per edge (E ≈ 12 n), which is exactly the same
+        function with about a third of the multiply-adds of that layer; the parameters are the
+        unchanged ``Linear(3d → 2d)``, so checkpoints are interchangeable.
+        """
+        first = mlp[0]
+        d = h.shape[-1]
+        w = first.weight
+        atom_j = h @ w[:, :d].t()
+        atom_i = h @ w[:, d : 2 * d].t()
+        z = torch.addmm(first.bias, b, w[:, 2 * d :].t())
+        z = z + atom_j.index_select(0, src) + atom_i.index_select(0, dst)
+        for layer in mlp[1:]:
+            z = layer(z)
+        return z
