@@ -219,7 +219,7 @@ class E3NNEncoder(nn.Module):
             return self._forward(batch)
 
     def _forward(self, batch) -> EncoderOutput:
-        h = F.relu(self.embed_x(batch.x.float()))
+        h = F.relu(self.embed_x(batch.x))
         onehot = F.one_hot(batch.z.long() - 1, self.n_types).to(h.dtype)
         embed_z = self.embed_x if self.embed_z is None else self.embed_z
         attr_nodes = F.relu(embed_z(onehot))
