@@ -60,15 +60,29 @@ def _run_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+def _drop_advert(record: logging.LogRecord) -> bool:
+    """Logging filter: Lightning's "Tip: try installing litlogger" line is an advert, not news."""
+    return "litlogger" not in str(record.msg)
+
+
 def _route_lightning_logs() -> None:
-    """Send Lightning's messages through the root logger only (no doubled console lines)."""
+    """Send Lightning's messages through the root logger only (no doubled console lines).
+
+    Lightning attaches its own stderr handlers when it is first imported, so it is imported here
+    before they are removed.
+    """
     if not logging.getLogger().hasHandlers():
         return
+    import lightning  # noqa: F401  (installs the handlers this removes)
+
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         lg = logging.getLogger(name)
         for h in list(lg.handlers):
             lg.removeHandler(h)
         lg.propagate = True
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _drop_advert not in rank_zero.filters:
+        rank_zero.addFilter(_drop_advert)
 
 
 def build(node: Any, **kwargs: Any) -> Any:

@@ -159,3 +159,23 @@ def test_bad_spectrum_record_stops_with_record_id(make_cfg, tmp_path, bad):
     run = Path(cfg.paths.output_dir)
     assert not (run / "metrics.json").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_lightning_messages_print_once_and_without_the_advert(monkeypatch):
+    """Under Hydra (root handler set) Lightning's lines go through the root logger only."""
+    import logging
+
+    import dos_bench.train as train_mod
+
+    root = logging.getLogger()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    monkeypatch.setattr(root, "handlers", [handler])
+    train_mod._route_lightning_logs()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        assert logging.getLogger(name).handlers == []
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    rank_zero.info("GPU available: False, used: False")
+    rank_zero.info("💡 Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
+    assert [r.getMessage() for r in records] == ["GPU available: False, used: False"]
