@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,27 @@ def make_cfg(data_dir, tmp_path):
 def compose_config():
     """``compose(overrides, data_dir, out_dir)`` for module- or session-scoped fixtures."""
     return compose_cfg
+
+
+#: overrides that shrink a `dos-train` subprocess run to the tiny toy sets on one thread
+CLI_SMALL = [
+    "progress=false",
+    "num_threads=1",
+    f"dataset.source.n_materials={TINY_N}",
+    "data.batch_size=16",
+]
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a subprocess run: the session's toy-data directory, plus ``extra``."""
+    return {**os.environ, "DOS_BENCH_DATA_DIR": str(data_dir), **extra}
+
+
+def train_cli(
+    args: list[str], data_dir: Path, cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``python -m dos_bench.train <args>`` as a user types it, output captured."""
+    cmd = [sys.executable, "-m", "dos_bench.train", *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=cli_env(data_dir)
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_N, compose_cfg
+from conftest import CLI_SMALL, cli_env, compose_cfg, train_cli
 
 from dos_bench.distributed import (
     LaunchPlan,
@@ -34,16 +34,7 @@ RUN_FILES = {
     "checkpoints",
     "csv",
 }
-SMALL = [
-    "progress=false",
-    "num_threads=1",
-    f"dataset.source.n_materials={TINY_N}",
-    "data.batch_size=16",
-]
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    return {**os.environ, "DOS_BENCH_DATA_DIR": str(data_dir)}
+SMALL = CLI_SMALL
 
 
 # ---------------------------------------------------------------------------- planning (fast)
@@ -203,21 +194,8 @@ def test_ddp_cpu_test_metrics_match_one_process(data_dir, tmp_path):
 def test_multirun_with_ddp_writes_exactly_its_job_dirs(data_dir, tmp_path):
     """(b) ``-m seed=0,1 trainer=ddp_cpu``: two jobs of two processes, two job dirs, no strays."""
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dos_bench.train",
-        "-m",
-        "model=mlp",
-        "seed=0,1",
-        "trainer=ddp_cpu",
-        "trainer.max_epochs=1",
-        *SMALL,
-        f"hydra.sweep.dir={sweep}",
-    ]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_env(data_dir)
-    )
+    args = ["-m", "model=mlp", "seed=0,1", "trainer=ddp_cpu", "trainer.max_epochs=1"]
+    out = train_cli([*args, *SMALL, f"hydra.sweep.dir={sweep}"], data_dir, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     entries = sorted(p.name for p in sweep.iterdir())
     assert entries[-1] == "multirun.yaml" and len(entries) == 3, entries
@@ -236,20 +214,8 @@ def test_multirun_with_ddp_writes_exactly_its_job_dirs(data_dir, tmp_path):
 
 def test_cli_refuses_lightning_relaunch_under_multirun(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dos_bench.train",
-        "-m",
-        "model=mlp",
-        "trainer=ddp_cpu",
-        "++ddp_launcher=lightning",
-        *SMALL,
-        f"hydra.sweep.dir={sweep}",
-    ]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_env(data_dir)
-    )
+    args = ["-m", "model=mlp", "trainer=ddp_cpu", "++ddp_launcher=lightning"]
+    out = train_cli([*args, *SMALL, f"hydra.sweep.dir={sweep}"], data_dir, tmp_path, 300)
     assert out.returncode != 0
     text = out.stdout + out.stderr
     assert "ConfigError: ddp_launcher=lightning" in text and "hydra.mode=MULTIRUN" in text
@@ -266,7 +232,7 @@ def test_simulated_srun_two_tasks(data_dir, tmp_path):
     procs = []
     for rank in range(2):
         env = {
-            **_env(data_dir),
+            **cli_env(data_dir),
             "SLURM_NTASKS": "2",
             "SLURM_NTASKS_PER_NODE": "2",
             "SLURM_PROCID": str(rank),
@@ -312,20 +278,8 @@ def test_simulated_srun_two_tasks(data_dir, tmp_path):
 def test_lightning_relaunch_single_run(data_dir, tmp_path):
     """``+ddp_launcher=lightning`` (Lightning's own re-launch) is allowed for a single run."""
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dos_bench.train",
-        "model=mlp",
-        "trainer=ddp_cpu",
-        "++ddp_launcher=lightning",
-        "trainer.max_epochs=1",
-        *SMALL,
-        f"hydra.run.dir={run}",
-    ]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=_env(data_dir)
-    )
+    args = ["model=mlp", "trainer=ddp_cpu", "++ddp_launcher=lightning", "trainer.max_epochs=1"]
+    out = train_cli([*args, *SMALL, f"hydra.run.dir={run}"], data_dir, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("Test metrics on") == 1
     m = json.loads((run / "metrics.json").read_text())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,19 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CONF_DIR, TINY_N
+from conftest import CLI_SMALL, CONF_DIR, train_cli
 
 from dos_bench.hpsearch import SearchParam, format_override, parse_space, run_search
 from dos_bench.io import ConfigError
 
-SMALL = [
-    "trainer=debug",
-    "progress=false",
-    "plots=false",
-    "num_threads=1",
-    f"dataset.source.n_materials={TINY_N}",
-    "data.batch_size=16",
-]
+SMALL = ["trainer=debug", "plots=false", *CLI_SMALL]
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", re.M)
 
 
@@ -36,20 +28,9 @@ def _span(log: Path) -> tuple[datetime, datetime]:
 
 def test_joblib_launcher_runs_four_jobs_in_parallel(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "dos_bench.train",
-        "-m",
-        "model=mlp,graph_network",
-        "seed=0,1",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        *SMALL,
-        f"hydra.sweep.dir={sweep}",
-    ]
-    env = {**os.environ, "DOS_BENCH_DATA_DIR": str(data_dir)}
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+    args = ["-m", "model=mlp,graph_network", "seed=0,1", "hydra/launcher=joblib"]
+    args += ["hydra.launcher.n_jobs=2", *SMALL, f"hydra.sweep.dir={sweep}"]
+    out = train_cli(args, data_dir, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
