@@ -50,9 +50,16 @@ def _wandb_offline() -> bool:
 # Registered by the importable module only: under ``python -m dos_bench.train`` this file also
 # runs as ``__main__`` (and as ``__mp_main__`` in spawned DDP workers), and the resolver must read
 # the DATA_INFO that ``dos_bench.train.train`` fills.
+def _path_safe(text: str) -> str:
+    """A sweep job's override string as one directory name: config-group overrides such as
+    ``model/head=rnn`` would otherwise nest the job directory (``/`` becomes ``.``)."""
+    return str(text).replace("/", ".")
+
+
 if __name__ not in ("__main__", "__mp_main__"):
     OmegaConf.register_new_resolver("data", _data_resolver, use_cache=False, replace=True)
     OmegaConf.register_new_resolver("wandb_offline", _wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("path_safe", _path_safe, replace=True)
 
 
 def _run_dir(cfg: DictConfig) -> Path:
@@ -525,7 +532,9 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     b = metrics["baseline_mean_spectrum"].get("mae")
     m = metrics["test"].get("mae")
     if b and m is not None:
-        lines.append(f"MAE {100 * (1 - m / b):.1f}% below the mean-spectrum baseline")
+        gain = 100 * (1 - m / b)
+        side = "below" if gain >= 0 else "ABOVE (worse than)"
+        lines.append(f"MAE {abs(gain):.1f}% {side} the mean-spectrum baseline")
     lines.append(f"run directory: {run_dir}")
     print("\n".join(lines), flush=True)
 

@@ -150,3 +150,16 @@ def test_optuna_bad_key_fails_before_training(data_dir, tmp_path):
     with pytest.raises(ConfigError, match="widht"):
         run_search(args)
     assert not list((tmp_path / "hps").glob("trial_*"))
+
+
+def test_group_overrides_do_not_nest_job_directories(data_dir, tmp_path):
+    """`-m model/head=...` (any encoder with any head) gives one flat directory per job."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model=mlp", "model/head=direct,energy_embedding"]
+    out = train_cli([*args, *SMALL, f"hydra.sweep.dir={sweep}"], data_dir, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2
+    for num, (job, head) in enumerate(zip(jobs, ["direct", "energy_embedding"], strict=True)):
+        assert job.name.startswith(f"{num}_") and f"model.head={head}" in job.name.split(",")
+        assert (job / "metrics.json").is_file()

@@ -179,3 +179,19 @@ def test_lightning_messages_print_once_and_without_the_advert(monkeypatch):
     rank_zero.info("GPU available: False, used: False")
     rank_zero.info("💡 Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
     assert [r.getMessage() for r in records] == ["GPU available: False, used: False"]
+
+
+@pytest.mark.parametrize("mae,line", [(2.0, "MAE 50.0% below"), (5.0, "MAE 25.0% ABOVE")])
+def test_summary_says_whether_the_model_beats_the_baseline(capsys, tmp_path, mae, line):
+    import dos_bench.train as train_mod
+
+    metrics = {
+        "dataset": "toy_edos",
+        "n_test": 3,
+        "model": "m",
+        "test": {"mae": mae, "rmse": 1.0},
+        "baseline_mean_spectrum": {"mae": 4.0, "rmse": 2.0},
+    }
+    train_mod._print_summary(metrics, tmp_path)
+    out = capsys.readouterr().out
+    assert line in out and f"run directory: {tmp_path}" in out
