@@ -464,7 +464,10 @@ def _peak_rss_mb() -> float:
 def _train_steps_cli(args: argparse.Namespace) -> int:
     import torch
 
+    from dos_bench.allocator import configure_cpu_allocator
+
     torch.set_num_threads(args.threads)
+    configure_cpu_allocator(args.cpu_allocator)
     with _quiet():
         records = load_records()
         index = pick_materials(records.rs.n_atoms, args.batch_size, args.atoms)
@@ -484,6 +487,7 @@ def _train_steps_cli(args: argparse.Namespace) -> int:
     result = {
         "model": args.model,
         "allocator": loaded_allocator(),
+        "cpu_allocator": args.cpu_allocator,
         "ld_preload": os.environ.get("LD_PRELOAD", ""),
         "threads": torch.get_num_threads(),
         "batch_size": case.n_graphs,
@@ -508,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--atoms", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cpu-allocator", choices=("retain", "system"), default="system")
     args = parser.parse_args(argv)
     return _train_steps_cli(args)
 

@@ -18,6 +18,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from dos_bench.allocator import configure_cpu_allocator
 from dos_bench.io import ConfigError, DataError, atomic_write, write_json
 
 log = logging.getLogger("dos_bench.train")
@@ -149,6 +150,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = _resume_path(cfg, run_dir)
     torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    configure_cpu_allocator(cfg.get("cpu_allocator", "retain"))
     prep = _prepare(cfg, run_dir, write=plan.is_writer)
     if plan.mode == "elastic":
         return _launch_elastic(prep, plan.world_size, ckpt_path)
@@ -226,6 +228,7 @@ def run_worker(payload: dict[str, Any]) -> dict[str, Any]:
     DATA_INFO.clear()
     DATA_INFO.update(payload["data_info"])
     torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    configure_cpu_allocator(cfg.get("cpu_allocator", "retain"))
     prep = _prepare(cfg, _run_dir(cfg), write=False, tt=payload["target_transform"])
     strategy = cfg.trainer.get("strategy", "auto")
     extra = {

@@ -883,10 +883,13 @@ def jemalloc_path() -> str | None:
 
 
 def _train_steps_subprocess(args: argparse.Namespace, env_extra: dict[str, str]) -> dict[str, Any]:
+    env_extra = dict(env_extra)
+    policy = env_extra.pop("cpu_allocator", "system")  # not an environment variable
     cmd = [
         sys.executable, "-m", "dos_bench.bench_utils", "train-steps",
         "--model", args.alloc_model, "--steps", str(args.alloc_steps), "--warmup", "2",
         "--batch-size", str(args.alloc_batch), "--threads", str(args.threads),
+        "--cpu-allocator", policy,
     ]  # fmt: skip
     env = {**os.environ, **env_extra}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
@@ -899,6 +902,8 @@ def allocator_variants(je: str | None) -> dict[str, dict[str, str]]:
     """Environment of each allocator variant (the jemalloc ones only when it is installed)."""
     out: dict[str, dict[str, str]] = {
         "glibc": {},
+        # dos_bench's default (cpu_allocator=retain): mallopt M_MMAP_MAX=0, no trim, at run time
+        "glibc-retain": {"cpu_allocator": "retain"},
         # no heap trimming and a fixed (maximal) mmap threshold: freed memory stays mapped
         "glibc-notrim": {
             "MALLOC_TRIM_THRESHOLD_": str(1 << 36),
@@ -1115,8 +1120,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--alloc-variants",
-        default="glibc,jemalloc,jemalloc-nodecay",
-        help="allocator: comma-separated of glibc, glibc-notrim, jemalloc, jemalloc-nodecay",
+        default="glibc,glibc-retain,jemalloc,jemalloc-nodecay",
+        help="allocator: comma-separated of glibc, glibc-retain, glibc-notrim, jemalloc, "
+        "jemalloc-nodecay",
     )
     parser.add_argument(
         "--omp-wait-policy",
@@ -1125,6 +1131,13 @@ def main(argv: list[str] | None = None) -> int:
         help="OMP_WAIT_POLICY set before torch is imported (default passive: idle OpenMP threads "
         "sleep instead of spinning, which on a shared machine is much faster; 'default' leaves "
         "libgomp's spin-then-sleep, what `make run` gets unless the variable is set)",
+    )
+    parser.add_argument(
+        "--cpu-allocator",
+        choices=("retain", "system"),
+        default="retain",
+        help="graphs/models/pipeline: the training default (retain: glibc keeps freed memory, "
+        "see dos_bench/allocator.py) or the C library's own policy",
     )
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
@@ -1157,6 +1170,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch_geometric
 
+    from dos_bench.allocator import configure_cpu_allocator
+
+    configure_cpu_allocator(args.cpu_allocator)
     env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -1167,6 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_geometric": torch_geometric.__version__,
         "quick": quick,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "libgomp default"),
+        "cpu_allocator": args.cpu_allocator,
     }
     la = load_average()
     print(
