@@ -988,21 +988,24 @@ def write_plots(result: TableResult, outdir: str | Path) -> list[Path]:
     outdir = Path(outdir)
     spec = result.spec
     written: list[Path] = []
+    # figures drawn from the predictions of one table row
+    one_row = {
+        "error_histogram": plots.plot_error_histogram,
+        "periodic_table_gap": plots.plot_periodic_table_gap,
+    }
     for i, fig in enumerate(spec.figures):
         kind = fig["kind"]
         out = outdir / f"{spec.name}_{fig.get('name', f'{kind}_{i}')}.png"
         try:
             path: Path | None = None
-            if kind == "error_histogram":
+            if kind in one_row:
                 run = _first_run(result, fig["row"])
                 if run is None:
                     log.warning(
                         "%s: no finished run with predictions for row %s", out.name, fig["row"]
                     )
                     continue
-                path = plots.plot_error_histogram(
-                    run.predictions(), out, title=spec.row(fig["row"]).label
-                )
+                path = one_row[kind](run.predictions(), out, title=spec.row(fig["row"]).label)
             elif kind == "quantile_examples":
                 preds = []
                 for rid in fig["rows"]:
@@ -1014,16 +1017,6 @@ def write_plots(result: TableResult, outdir: str | Path) -> list[Path]:
                     continue
                 path = plots.plot_quantile_examples(
                     preds, out, n_quantiles=int(fig.get("quantiles", 5))
-                )
-            elif kind == "periodic_table_gap":
-                run = _first_run(result, fig["row"])
-                if run is None:
-                    log.warning(
-                        "%s: no finished run with predictions for row %s", out.name, fig["row"]
-                    )
-                    continue
-                path = plots.plot_periodic_table_gap(
-                    run.predictions(), out, title=spec.row(fig["row"]).label
                 )
             elif kind == "radar":
                 path = _radar(result, fig, out)
