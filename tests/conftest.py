@@ -64,10 +64,14 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def train_cli(
-    args: list[str], data_dir: Path, cwd: Path, timeout: float = 600
+    args: list[str],
+    data_dir: Path,
+    cwd: Path,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """``python -m dos_bench.train <args>`` as a user types it, output captured."""
+    """``python -m dos_bench.train <args>`` as a user types it, output captured; ``env`` replaces
+    the default environment (:func:`cli_env`)."""
     cmd = [sys.executable, "-m", "dos_bench.train", *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=cli_env(data_dir)
-    )
+    env = cli_env(data_dir) if env is None else env
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)

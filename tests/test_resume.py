@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
+from conftest import CLI_SMALL, cli_env, train_cli
 
 KILLER = textwrap.dedent('''
     import os, signal
@@ -27,23 +26,14 @@ KILLER = textwrap.dedent('''
 ''')
 
 
-def _run(args, tmp_path, data_dir, extra_env=None):
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    env.update(extra_env or {})
-    base = [
-        sys.executable,
-        "-m",
-        "dos_bench.train",
-        "dataset=toy_phdos",
-        "model=mlp",
-        "progress=false",
-        "num_threads=1",
-        "trainer=debug",
-        "trainer.max_epochs=4",
-        f"paths.data_dir={data_dir}",
-        "dataset.source.n_materials=96",
-    ]
-    return subprocess.run(base + args, capture_output=True, text=True, timeout=600, env=env)
+BASE = ["dataset=toy_phdos", "model=mlp", "trainer=debug", *CLI_SMALL]
+
+
+def _run(args, tmp_path, data_dir):
+    """Four debug epochs; ``tmp_path`` on the path so configs can name ``killer.KillAfterEpoch``."""
+    path = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env = cli_env(data_dir, PYTHONPATH=path)
+    return train_cli([*BASE, "trainer.max_epochs=4", *args], data_dir, tmp_path, env=env)
 
 
 def _last_epoch(run: Path) -> int:
@@ -93,26 +83,8 @@ def test_wandb_offline_without_key_or_network(tmp_path, data_dir):
     run = tmp_path / "w"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB")}
     env.update(HOME=str(tmp_path), WANDB_DIR=str(tmp_path / "wandb_dir"))
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dos_bench.train",
-            "dataset=toy_phdos",
-            "model=mlp",
-            "progress=false",
-            "num_threads=1",
-            "trainer=debug",
-            "logger=wandb",
-            f"paths.data_dir={data_dir}",
-            "dataset.source.n_materials=96",
-            f"hydra.run.dir={run}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    env["DOS_BENCH_DATA_DIR"] = str(data_dir)
+    p = train_cli([*BASE, "logger=wandb", f"hydra.run.dir={run}"], data_dir, tmp_path, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert (run / "metrics.json").exists() and (run / "csv" / "metrics.csv").exists()
     offline = list(run.rglob("offline-run-*"))
