@@ -137,22 +137,21 @@ def part_path(dest: str | Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def _normalise_sha256(sha256: Any, where: str = "sha256") -> str | None:
-    if sha256 is None:
-        return None
-    value = str(sha256).strip().lower()
-    if not _SHA256_RE.match(value):
-        raise ConfigError(f"{where}: expected 64 hex digits or null, got {sha256!r}")
-    return value
-
-
-def _normalise_git_blob(value: Any, where: str = "git_blob") -> str | None:
+def _normalise_digest(value: Any, pattern: re.Pattern[str], what: str, where: str) -> str | None:
     if value is None:
         return None
     text = str(value).strip().lower()
-    if not _GIT_BLOB_RE.match(text):
-        raise ConfigError(f"{where}: expected 40 hex digits (a git blob id) or null, got {value!r}")
+    if not pattern.match(text):
+        raise ConfigError(f"{where}: expected {what} or null, got {value!r}")
     return text
+
+
+def _normalise_sha256(sha256: Any, where: str = "sha256") -> str | None:
+    return _normalise_digest(sha256, _SHA256_RE, "64 hex digits", where)
+
+
+def _normalise_git_blob(value: Any, where: str = "git_blob") -> str | None:
+    return _normalise_digest(value, _GIT_BLOB_RE, "40 hex digits (a git blob id)", where)
 
 
 def _manual_hint(url: str, dest: Path, sha256: str | None) -> str:
