@@ -27,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from dos_bench.config import CONF_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = CONF_DIR
 
 __all__ = [
     "BenchCase",

@@ -48,12 +48,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
 from dos_bench.io import ConfigError, DataError, atomic_write
 
 __all__ = ["SearchParam", "parse_space", "main", "run_search", "format_override"]
 
 log = logging.getLogger("dos_bench.hpsearch")
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(PACKAGED_CONF_DIR)
 SAMPLERS = ("tpe", "random", "grid")
 
 

@@ -28,6 +28,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from dos_bench.config import CONF_DIR
 from dos_bench.io import ConfigError, DataError, atomic_write
 
 log = logging.getLogger("dos_bench.predict")
@@ -271,7 +272,7 @@ def _fmt(v: Any) -> Any:
     return f"{float(v):.6g}"
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     try:
         n_failed = predict(cfg)

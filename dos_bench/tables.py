@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from dos_bench.config import SPEC_DIR as PACKAGED_SPEC_DIR
 from dos_bench.io import ConfigError, atomic_write
 
 __all__ = [
@@ -102,7 +103,7 @@ __all__ = [
 log = logging.getLogger("dos_bench.tables")
 
 #: where the published table specs live (package data)
-SPEC_DIR = Path(__file__).resolve().parent / "published"
+SPEC_DIR = PACKAGED_SPEC_DIR
 
 _RUN_SKIP_DIRS = {"checkpoints", "csv", "__pycache__", ".hydra"}
 _NUM = (int, float, np.integer, np.floating)

@@ -19,6 +19,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from dos_bench.allocator import configure_cpu_allocator
+from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
 from dos_bench.io import ConfigError, DataError, atomic_write, write_json
 
 log = logging.getLogger("dos_bench.train")
@@ -542,9 +543,9 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-# absolute: a relative config_path is resolved as ``pkg://conf`` when the task function's module
-# is ``dos_bench.train`` (the ``dos-train`` script, joblib/submitit workers) and fails there
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# absolute: the packaged config directory, found the same way from a source checkout, an editable
+# install and an installed wheel (``python -m``, the ``dos-train`` script, joblib/submitit workers)
+CONF_DIR = str(PACKAGED_CONF_DIR)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

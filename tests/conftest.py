@@ -11,7 +11,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
+
+CONF_DIR = str(PACKAGED_CONF_DIR)
 TINY_N = 96
 
 

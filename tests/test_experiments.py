@@ -18,9 +18,10 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from dos_bench import tables
+from dos_bench.config import CONF_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = CONF_DIR
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SEED_KEYS = {"seed", "split_seed", "data_seed"}
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dos_bench.config import CONF_DIR
 from dos_bench.losses import (
     BregmanLoss,
     KLLoss,
@@ -24,7 +24,7 @@ from dos_bench.losses import (
 from dos_bench.models.heads.mat2spec import Mat2SpecHead
 from dos_bench.models.model import EncoderOutput
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
+CONF = CONF_DIR / "loss"
 
 
 def test_rmse_is_per_sample_then_averaged() -> None:

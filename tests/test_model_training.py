@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from model_sizes import small_overrides
 
+from dos_bench.config import CONF_DIR
 from dos_bench.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = CONF_DIR
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
 # the objective each paper model is trained with (facts.md; otherwise the default MSE)

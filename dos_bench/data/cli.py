@@ -22,6 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
 from dos_bench.data.download import (
     dataset_entries,
     download_dataset,
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CONF_DIR", "PRIMARY_CONFIG", "compose_dataset", "known_datasets", "main"]
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+CONF_DIR = PACKAGED_CONF_DIR
 PRIMARY_CONFIG = "train"
 EXIT_ERROR = 2
 

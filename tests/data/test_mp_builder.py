@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from dos_bench.config import CONF_DIR
 from dos_bench.data.download import build_from_api, download_dataset
 from dos_bench.data.mp_builder import build_mp_dos_documents
 from dos_bench.data.sources.materials_project import MPDosDocuments
@@ -29,7 +30,7 @@ _spec = importlib.util.spec_from_file_location(
 )
 F = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(F)
-CONF = Path(__file__).parents[2] / "conf" / "dataset"
+CONF = CONF_DIR / "dataset"
 
 
 class FakeSummary:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dos_bench.config import CONF_DIR
 from dos_bench.models.heads.attention import MultiHeadAttention, TransformerLayer, attend
 from dos_bench.models.heads.cross_attention import CrossAttentionHead
 from dos_bench.models.heads.energy_embedding import EnergyEmbeddingHead
@@ -19,7 +19,7 @@ from dos_bench.models.heads.seq_transformer import SeqTransformerHead
 from dos_bench.models.model import EncoderOutput
 
 NODE, GRAPH, M = 12, 10, 13
-CONF = Path(__file__).resolve().parents[2] / "conf" / "model" / "head"
+CONF = CONF_DIR / "model" / "head"
 
 # small versions of every head and option (name, factory)
 HEADS = {

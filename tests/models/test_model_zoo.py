@@ -11,8 +11,6 @@ rather than the model (tests/data/test_graphs.py covers the recipe).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -21,11 +19,12 @@ from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
 import dos_bench.train as train_mod
+from dos_bench.config import CONF_DIR
 from dos_bench.data.features import atom_feature_table
 from dos_bench.data.graphs import GraphRecipe, build_graphs, to_data_list
 from dos_bench.data.records import DOSRecord, RecordSet
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = CONF_DIR
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 OUT = 16  # grid points in these tests
 
