@@ -192,7 +192,10 @@ def _prepare(cfg: DictConfig, run_dir: Path, *, write: bool, tt: Any = None) -> 
     if write:
         with atomic_write(run_dir / "config_resolved.yaml") as tmp:
             tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
-        write_json(run_dir / "splits.json", {**dm.split.ids(dm.records), "seed": cfg.split_seed})
+        write_json(
+            run_dir / "splits.json",
+            {**dm.split.ids(dm.records), "seed": cfg.split_seed, "dropped": dm.split.dropped},
+        )
     return _Prepared(dm, tt, resolved)
 
 
