@@ -160,8 +160,11 @@ def _cmd_list(overrides: Sequence[str], conf_dir: Path) -> int:
                 status = f"partial ({part.stat().st_size} bytes; rerun download to resume)"
             else:
                 status = "missing"
-            pin = "" if entry.sha256 else " [sha256 not pinned]"
-            print(f"  {status:<9} {entry.path}  <- {entry.url}{pin}")
+            if entry.record is not None:
+                pin = "" if entry.sha256 else " [checked against the record's checksum]"
+            else:
+                pin = "" if entry.sha256 else " [sha256 not pinned]"
+            print(f"  {status:<9} {entry.path}  <- {entry.source}{pin}")
     return EXIT_ERROR if failed else 0
 
 

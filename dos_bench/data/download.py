@@ -4,13 +4,22 @@ A downloadable dataset config has a top-level ``download`` list; each entry is::
 
     {url: str, sha256: str | null, path: str (relative to the data dir), unpack: null|zip|tar}
 
-and, for Materials Project sources that need an account, ``requires_env: MP_API_KEY``. Toy
-datasets have no ``download`` key: they are generated locally on first use.
+or, for a file published in an InvenioRDM record (CaltechDATA, Zenodo, ...), the record's API URL
+and the file's key instead of ``url``::
+
+    {record: https://<host>/api/records/<id>, file: str | null, sha256: str | null, path, unpack}
+
+(``file: null`` = the record's only ``.zip``/``.tar*`` archive). The record JSON is read at
+download time for the file's content link and its published checksum (see
+:func:`resolve_record_file`). For Materials Project sources that need an account a dataset also
+has ``requires_env: MP_API_KEY``. Toy datasets have no ``download`` key: they are generated
+locally on first use.
 
 Guarantees of :func:`fetch`:
 
-* the real file appears only once it is complete and its sha256 matched (it is renamed from
-  ``<dest>.part``), so a half-written file never sits at the final path;
+* the real file appears only once it is complete and every known checksum (sha256, md5, git
+  blob id) matched (it is renamed from ``<dest>.part``), so a half-written file never sits at
+  the final path;
 * an interrupted download keeps ``<dest>.part``; the next call resumes it with an HTTP
   ``Range`` request (and starts again from zero if the server ignores ranges);
 * a network failure raises :class:`~dos_bench.io.DataError` naming the URL and the exact path
@@ -30,6 +39,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Mapping
@@ -48,15 +58,18 @@ log = logging.getLogger(__name__)
 __all__ = [
     "API_BUILDERS",
     "DownloadEntry",
+    "RecordFile",
     "build_from_api",
     "dataset_entries",
     "download_dataset",
     "fetch",
+    "file_md5",
     "file_sha256",
     "git_blob_id",
     "part_path",
     "register_api_builder",
     "required_env",
+    "resolve_record_file",
     "unpack",
     "unpack_marker",
 ]
@@ -66,6 +79,10 @@ MP_DASHBOARD = "https://next-gen.materialsproject.org/api"
 UNPACK_KINDS = ("zip", "tar")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _GIT_BLOB_RE = re.compile(r"^[0-9a-f]{40}$")
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+# what `file: null` picks in a record: its only zip or (compressed) tar archive
+_ARCHIVE_RE = re.compile(r"\.(zip|tar|tar\.[a-z0-9]+|tgz|tbz2?|txz)$")
+_RECORD_JSON_LIMIT = 64 << 20  # bytes: a record's JSON is small, anything larger is not one
 _RETRY_DELAY = 1.0  # seconds before resuming an interrupted transfer (times the retry number)
 
 
@@ -73,21 +90,35 @@ _RETRY_DELAY = 1.0  # seconds before resuming an interrupted transfer (times the
 class DownloadEntry:
     """One validated item of a dataset's ``download`` list.
 
+    Exactly one of ``url`` and ``record`` is set.
+
     Args:
-        url: where to fetch the file from (http, https or file).
+        url: where to fetch the file from (http, https or file); ``None`` for a record entry.
         path: destination relative to the data directory (never absolute, never ``..``).
         sha256: expected lowercase hex digest, or ``None`` when not pinned yet.
         unpack: ``None``, ``"zip"`` or ``"tar"``; archives are extracted beside themselves.
         git_blob: the file's git blob id (40 hex digits) for files served from a git
             repository, a checksum that can be read off the repository's tree without the
             file's bytes (``git ls-tree``); ``None`` when unknown.
+        record: an InvenioRDM record API URL (``https://<host>/api/records/<id>``) whose file
+            is downloaded (see :func:`resolve_record_file`); ``None`` for a ``url`` entry.
+        file: the file's key in that record; ``None`` = the record's only archive.
     """
 
-    url: str
+    url: str | None
     path: str
     sha256: str | None = None
     unpack: str | None = None
     git_blob: str | None = None
+    record: str | None = None
+    file: str | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the entry comes from, for messages: the URL or ``record <url> file <key>``."""
+        if self.record is None:
+            return str(self.url)
+        return f"record {self.record} file {self.file or '<its only archive>'}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -127,6 +158,18 @@ def git_blob_id(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def file_md5(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Return the lowercase hex md5 of a file (the checksum InvenioRDM publishes for its files).
+
+    Args:
+        path: the file to hash.
+        chunk: read size in bytes.
+    """
+    h = hashlib.md5()  # noqa: S324 - a published integrity checksum, not security
+    _hash_into(Path(path), h, chunk)
+    return h.hexdigest()
+
+
 def part_path(dest: str | Path) -> Path:
     """The partial-download file kept beside ``dest`` between attempts (``<dest>.part``).
 
@@ -152,6 +195,14 @@ def _normalise_sha256(sha256: Any, where: str = "sha256") -> str | None:
 
 def _normalise_git_blob(value: Any, where: str = "git_blob") -> str | None:
     return _normalise_digest(value, _GIT_BLOB_RE, "40 hex digits (a git blob id)", where)
+
+
+def _normalise_md5(value: Any, where: str = "md5") -> str | None:
+    return _normalise_digest(value, _MD5_RE, "32 hex digits (an md5)", where)
+
+
+#: label -> hash function, for the checksums checked after the streamed sha256
+_DIGESTS: dict[str, Callable[..., str]] = {"git blob id": git_blob_id, "md5": file_md5}
 
 
 def _manual_hint(url: str, dest: Path, sha256: str | None) -> str:
@@ -203,13 +254,14 @@ def fetch(
     retries: int = 3,
     refuse_html: bool = False,
     git_blob: str | None = None,
+    md5: str | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest``, resuming a partial download and verifying its sha256.
+    """Download ``url`` to ``dest``, resuming a partial download and verifying its checksums.
 
-    If ``dest`` already exists and matches ``sha256`` (or no hash is known) it is reused without
-    any network access. Otherwise bytes stream into ``<dest>.part``; when the transfer completes
-    and the checksum matches, the part file is renamed onto ``dest``. An interrupted transfer
-    keeps the part file and a later call sends ``Range: bytes=<size>-`` to resume it.
+    If ``dest`` already exists and matches every given checksum (or none is known) it is reused
+    without any network access. Otherwise bytes stream into ``<dest>.part``; when the transfer
+    completes and the checksums match, the part file is renamed onto ``dest``. An interrupted
+    transfer keeps the part file and a later call sends ``Range: bytes=<size>-`` to resume it.
 
     Args:
         url: http(s) (or file) URL to download.
@@ -225,6 +277,7 @@ def fetch(
         refuse_html: fail (writing nothing) when the server answers ``text/html`` — a data
             file is never a web page, a landing-page URL is (``download_dataset`` sets it).
         git_blob: expected git blob id (see :func:`git_blob_id`), checked like ``sha256``.
+        md5: expected md5 hex digest (what InvenioRDM records publish), checked like ``sha256``.
 
     Returns:
         ``dest`` as a :class:`~pathlib.Path`.
@@ -232,38 +285,33 @@ def fetch(
     Raises:
         DataError: network failure (naming the URL and where to place the file by hand), HTTP
             error status, or checksum mismatch (the partial download is deleted).
-        ConfigError: a malformed ``sha256``.
+        ConfigError: a malformed ``sha256``, ``git_blob`` or ``md5``.
     """
     dest = Path(dest)
     sha256 = _normalise_sha256(sha256)
-    git_blob = _normalise_git_blob(git_blob)
+    others = {"git blob id": _normalise_git_blob(git_blob), "md5": _normalise_md5(md5)}
+    pins = {label: value for label, value in others.items() if value is not None}
     if dest.is_dir():
         raise DataError(f"cannot download {url} to {dest}: a directory is in the way")
     part = part_path(dest)
     if dest.exists():
-        if sha256 is None and git_blob is not None:
-            got = git_blob_id(dest, chunk)
-            if got == git_blob:
-                log.info("%s already present (git blob id verified)", dest)
-                part.unlink(missing_ok=True)
-                return dest
-            log.warning(
-                "%s exists but its git blob id is %s, expected %s: downloading it again",
-                dest,
-                got,
-                git_blob,
-            )
-        elif sha256 is None:
-            log.info("%s already exists and no sha256 is pinned: reusing it", dest)
+        if sha256 is None and not pins:
+            log.info("%s already exists and no checksum is known: reusing it", dest)
             part.unlink(missing_ok=True)  # a stale partial download from before
             return dest
-        got = file_sha256(dest, chunk)
-        if got == sha256:
-            log.info("%s already present (sha256 verified)", dest)
+        checks = {"sha256": sha256, **pins} if sha256 is not None else pins
+        bad = _first_mismatch(dest, checks, chunk)
+        if bad is None:
+            log.info("%s already present (%s verified)", dest, ", ".join(checks))
             part.unlink(missing_ok=True)
             return dest
+        label, expected, got = bad
         log.warning(
-            "%s exists but its sha256 is %s, expected %s: downloading it again", dest, got, sha256
+            "%s exists but its %s is %s, expected %s: downloading it again",
+            dest,
+            label,
+            got,
+            expected,
         )
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -295,23 +343,38 @@ def fetch(
             f"deleted (a changed upstream file or a corrupted transfer). Rerun to try again, or "
             f"place a verified copy at {dest}."
         )
-    if git_blob is not None and (got := git_blob_id(part, chunk)) != git_blob:
+    bad = _first_mismatch(part, pins, chunk)
+    if bad is not None:
+        label, expected, got = bad
         part.unlink(missing_ok=True)
         raise DataError(
-            f"git blob id mismatch for {url}: expected {git_blob}, got {got}; the download was "
+            f"{label} mismatch for {url}: expected {expected}, got {got}; the download was "
             f"deleted (a changed upstream file or a corrupted transfer). Rerun to try again, or "
             f"place a verified copy at {dest}."
         )
-    if sha256 is None:
+    if sha256 is None and not pins:
         log.warning(
             "no sha256 pinned for %s: downloaded %s has sha256 %s (pin it in the dataset config)",
             url,
             dest,
             digest,
         )
+    elif sha256 is None:
+        log.info("%s verified by %s; its sha256 is %s", dest, ", ".join(pins), digest)
     os.replace(part, dest)
     log.info("downloaded %s", dest)
     return dest
+
+
+def _first_mismatch(
+    path: Path, expected: Mapping[str, str], chunk: int
+) -> tuple[str, str, str] | None:
+    """``(label, expected, got)`` for the first checksum of ``path`` that differs, else ``None``."""
+    for label, value in expected.items():
+        got = file_sha256(path, chunk) if label == "sha256" else _DIGESTS[label](path, chunk)
+        if got != value:
+            return label, value, got
+    return None
 
 
 def _download_to_part(
@@ -604,6 +667,254 @@ def unpack(archive: str | Path, dest_dir: str | Path, kind: str) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
+# InvenioRDM records (CaltechDATA, Zenodo, ...)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordFile:
+    """One file of an InvenioRDM record, as published in the record's JSON.
+
+    Args:
+        record: the record API URL that was read.
+        key: the file's key (its name in the record).
+        url: the file's content link (``links.content``, else ``<record>/files/<key>/content``).
+        md5: the published md5 (``checksum: "md5:<hex>"``), or ``None``.
+        sha256: the published sha256 (``checksum: "sha256:<hex>"``), or ``None``.
+        size: the published size in bytes, or ``None``.
+    """
+
+    record: str
+    key: str
+    url: str
+    md5: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+
+def _is_archive(key: str) -> bool:
+    return bool(_ARCHIVE_RE.search(key.lower()))
+
+
+def _read_record_json(record: str, timeout: float, hint: str) -> tuple[dict[str, Any], str]:
+    """GET ``record`` as JSON; return the document and the final URL (after redirects)."""
+    request = urllib.request.Request(
+        record, headers={"User-Agent": USER_AGENT, "Accept": "application/json"}
+    )
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise DataError(
+            f"cannot read the record {record}: HTTP {exc.code} {exc.reason} (the `record:` of a "
+            f"download entry is an InvenioRDM record API URL, https://<host>/api/records/<id>). "
+            f"{hint}"
+        ) from exc
+    except ValueError as exc:
+        raise DataError(f"invalid record URL {record!r}: {exc}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise DataError(
+            f"cannot read the record {record}: network error ({_reason(exc)}). {hint}"
+        ) from exc
+    with response:
+        final = response.geturl() or record
+        ctype = (response.headers.get("Content-Type") or "").lower()
+        if ctype.startswith("text/html"):
+            raise DataError(
+                f"{record} answered with a web page (Content-Type {ctype}), not the record's "
+                f"JSON: the URL is probably the record's landing page (https://<host>/records/"
+                f"<id>); use its API URL, https://<host>/api/records/<id>. Nothing was written."
+            )
+        try:
+            body = response.read(_RECORD_JSON_LIMIT + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            raise DataError(
+                f"cannot read the record {record}: network error ({_reason(exc)}). {hint}"
+            ) from exc
+    if len(body) > _RECORD_JSON_LIMIT:
+        raise DataError(
+            f"the record {record} answered with more than {_RECORD_JSON_LIMIT} bytes: not a "
+            f"record's JSON (is `record:` the record API URL?)"
+        )
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataError(
+            f"the record {record} did not answer with JSON (Content-Type {ctype or 'none'}: "
+            f"{exc}); is `record:` an InvenioRDM record API URL, https://<host>/api/records/<id>?"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise DataError(f"the record {record} answered with JSON that is not an object")
+    return doc, final
+
+
+def _record_entries(doc: dict[str, Any], record: str) -> dict[str, dict[str, Any]]:
+    """The record's files by key, from ``files.entries`` (a mapping or a list of entries)."""
+    files = doc.get("files")
+    entries = files.get("entries") if isinstance(files, dict) else None
+    if entries is None and "entries" in doc:  # the `/api/records/<id>/files` listing
+        entries = doc["entries"]
+    if entries is None:
+        why = ""
+        if isinstance(files, dict) and files.get("enabled") is False:
+            why = " (files.enabled is false: the record has no files)"
+        elif "metadata" in doc:
+            why = " (its files may be restricted or embargoed)"
+        raise DataError(f"the record {record} lists no files: its JSON has no files.entries{why}")
+    if not isinstance(entries, (dict, list)):
+        raise DataError(f"the record {record}: files.entries is neither a mapping nor a list")
+    items = entries.items() if isinstance(entries, dict) else enumerate(entries)
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in items:
+        if not isinstance(entry, dict):
+            raise DataError(f"the record {record}: files.entries[{name!r}] is not an object")
+        key = entry.get("key", name if isinstance(name, str) else None)
+        if not isinstance(key, str) or not key:
+            raise DataError(f"the record {record}: files.entries[{name!r}] has no `key`")
+        out[key] = entry
+    return out
+
+
+def _published_checksum(entry: dict[str, Any], record: str, key: str) -> tuple[str | None, str]:
+    """``(algorithm, hex)`` of an entry's ``checksum: "<algo>:<hex>"``; ``(None, "")`` if none."""
+    value = entry.get("checksum")
+    if value is None:
+        return None, ""
+    algo, sep, digest = str(value).partition(":")
+    if not sep:
+        raise DataError(
+            f"the record {record}: file {key!r} has checksum {value!r}, expected "
+            f"'<algorithm>:<hex>'"
+        )
+    return algo.strip().lower(), digest.strip().lower()
+
+
+def resolve_record_file(
+    record: str, key: str | None = None, timeout: float = 30, dest: str | Path | None = None
+) -> RecordFile:
+    """Look a file up in an InvenioRDM record: its content link and its published checksum.
+
+    ``GET <record>`` with ``Accept: application/json`` returns the record JSON. Its files are
+    under ``files.entries``: in InvenioRDM that is a mapping from file key to an entry with
+    ``key``, ``size`` and ``checksum`` (``"md5:<hex>"``) — ``FilesSchema.entries`` and
+    ``FileSchema`` in inveniosoftware/invenio-rdm-records,
+    ``invenio_rdm_records/services/schemas/files.py``. The files endpoint,
+    ``GET <record>/files``, answers ``{"entries": [...]}``, a list of entries that also carry
+    ``links`` (``self``, ``content``, ``commit``: ``FileSchema`` in
+    inveniosoftware/invenio-records-resources, ``services/files/schema.py``, and the
+    ``file_links_item`` templates ``{+api}/records/{id}/files/{key}/content`` of
+    invenio-rdm-records' ``services/config.py``). Both shapes are accepted (a list in
+    ``files.entries`` too). Without ``links.content`` the content URL is
+    ``<record>/files/<key>/content``, built on the URL the record was finally read from (an old
+    record id may redirect to a new one).
+
+    Args:
+        record: the record API URL, ``https://<host>/api/records/<id>``.
+        key: the file's key; ``None`` picks the record's only ``.zip``/``.tar*`` archive.
+        timeout: socket timeout in seconds.
+        dest: where the file will be saved, for the "install it by hand" hint.
+
+    Returns:
+        The file's :class:`RecordFile`.
+
+    Raises:
+        DataError: naming ``record`` when it cannot be read, answers HTML (a landing page) or
+            something that is not a record's JSON, lists no files, has no file ``key`` (the
+            keys present are listed), has several archives and ``key`` is ``None``, or
+            publishes a malformed checksum.
+    """
+    hint = (
+        f"To install it by hand, download {key or 'its archive'} from the record's page and save "
+        f"it as {dest}, then rerun."
+        if dest is not None
+        else ""
+    )
+    doc, final = _read_record_json(record, timeout, hint)
+    entries = _record_entries(doc, record)
+    present = ", ".join(sorted(entries)) or "none"
+    if key is not None:
+        if key not in entries:
+            raise DataError(
+                f"the record {record} has no file {key!r}; its files are: {present}. Set the "
+                f"download entry's `file:` to one of them."
+            )
+    else:
+        archives = sorted(k for k in entries if _is_archive(k))
+        if len(archives) != 1:
+            what = "no .zip/.tar archive" if not archives else f"{len(archives)} archives"
+            raise DataError(
+                f"the record {record} has {what} (its files are: {present}) and the download "
+                f"entry has `file: null`: set `file:` to the key of the file to download"
+            )
+        key = archives[0]
+    entry = entries[key]
+    links = entry.get("links")
+    content = links.get("content") if isinstance(links, dict) else None
+    if isinstance(content, str) and content:
+        url = urllib.parse.urljoin(final, content)
+    else:
+        base = urllib.parse.urlsplit(final)._replace(query="", fragment="").geturl().rstrip("/")
+        base = base.removesuffix("/files")
+        url = f"{base}/files/{urllib.parse.quote(key)}/content"
+    algo, digest = _published_checksum(entry, record, key)
+    md5 = sha256 = None
+    where = f"the record {record}: file {key!r} checksum"
+    try:
+        if algo == "md5":
+            md5 = _normalise_md5(digest, where)
+        elif algo == "sha256":
+            sha256 = _normalise_sha256(digest, where)
+        elif algo is None:
+            log.warning("the record %s publishes no checksum for %s", record, key)
+        else:
+            log.warning(
+                "the record %s publishes a %s checksum for %s, which is not checked",
+                record,
+                algo,
+                key,
+            )
+    except ConfigError as exc:
+        raise DataError(str(exc)) from exc
+    size = entry.get("size")
+    return RecordFile(
+        record=record,
+        key=key,
+        url=url,
+        md5=md5,
+        sha256=sha256,
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+    )
+
+
+def _fetch_record_entry(entry: DownloadEntry, dest: Path, progress: bool) -> Path:
+    """Resolve a ``record`` entry and download its file through :func:`fetch`."""
+    assert entry.record is not None
+    if entry.sha256 is not None and dest.is_file() and file_sha256(dest) == entry.sha256:
+        log.info("%s already present (pinned sha256 verified): record not consulted", dest)
+        part_path(dest).unlink(missing_ok=True)
+        return dest
+    found = resolve_record_file(entry.record, entry.file, dest=dest)
+    if entry.sha256 is not None and found.sha256 is not None and found.sha256 != entry.sha256:
+        raise DataError(
+            f"the record {entry.record} publishes sha256 {found.sha256} for {found.key}, but the "
+            f"dataset config pins {entry.sha256}: the upstream file changed. Check it and update "
+            f"the pin; nothing was downloaded."
+        )
+    try:
+        return fetch(
+            found.url,
+            dest,
+            entry.sha256 or found.sha256,
+            progress=progress,
+            refuse_html=True,
+            git_blob=entry.git_blob,
+            md5=found.md5,
+        )
+    except DataError as exc:
+        raise DataError(f"record {entry.record}, file {found.key}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
 # dataset configs
 # --------------------------------------------------------------------------------------------
 
@@ -634,7 +945,8 @@ def dataset_entries(dataset_cfg: Mapping[str, Any] | DictConfig) -> list[Downloa
         The entries, or ``None`` if the dataset has no ``download`` key (generated locally).
 
     Raises:
-        ConfigError: naming the offending key (``download[i].url`` ...) and what is allowed.
+        ConfigError: naming the offending key (``download[i].url`` ...) and what is allowed;
+            an entry names exactly one of ``url`` and ``record``.
     """
     name = _dataset_name(dataset_cfg)
     raw = _get(dataset_cfg, "download", name)
@@ -647,12 +959,35 @@ def dataset_entries(dataset_cfg: Mapping[str, Any] | DictConfig) -> list[Downloa
         where = f"dataset {name}: download[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: expected a mapping with url/sha256/path/unpack")
-        unknown = set(item) - {"url", "sha256", "path", "unpack", "git_blob"}
+        unknown = set(item) - {"url", "record", "file", "sha256", "path", "unpack", "git_blob"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
         url, path = item.get("url"), item.get("path")
-        if not isinstance(url, str) or not url:
-            raise ConfigError(f"{where}.url: expected a URL string, got {url!r}")
+        record, file_key = item.get("record"), item.get("file")
+        if url is not None and record is not None:
+            raise ConfigError(
+                f"{where}: give either `url` (a direct link) or `record` (an InvenioRDM record "
+                f"API URL), not both"
+            )
+        if record is not None:
+            if not isinstance(record, str) or not re.match(r"^https?://[^/]+/", record):
+                raise ConfigError(
+                    f"{where}.record: expected an InvenioRDM record API URL "
+                    f"(https://<host>/api/records/<id>), got {record!r}"
+                )
+            if file_key is not None and (not isinstance(file_key, str) or not file_key):
+                raise ConfigError(
+                    f"{where}.file: expected the file's key in the record, or null for its only "
+                    f"archive, got {file_key!r}"
+                )
+        else:
+            if not isinstance(url, str) or not url:
+                raise ConfigError(
+                    f"{where}.url: expected a URL string (or `record:`, an InvenioRDM record API "
+                    f"URL), got {url!r}"
+                )
+            if file_key is not None:
+                raise ConfigError(f"{where}.file: only a `record` entry names a file key")
         if not isinstance(path, str) or not path or _unsafe_name(path):
             raise ConfigError(
                 f"{where}.path: expected a path relative to the data dir (no '..'), got {path!r}"
@@ -663,7 +998,15 @@ def dataset_entries(dataset_cfg: Mapping[str, Any] | DictConfig) -> list[Downloa
         sha = _normalise_sha256(item.get("sha256"), f"{where}.sha256")
         blob = _normalise_git_blob(item.get("git_blob"), f"{where}.git_blob")
         entries.append(
-            DownloadEntry(url=url, path=path, sha256=sha, unpack=unpack_kind, git_blob=blob)
+            DownloadEntry(
+                url=url,
+                path=path,
+                sha256=sha,
+                unpack=unpack_kind,
+                git_blob=blob,
+                record=record,
+                file=file_key,
+            )
         )
     return entries
 
@@ -691,9 +1034,12 @@ def download_dataset(
     """Fetch (and unpack) every entry of a dataset's ``download`` list into ``data_dir``.
 
     Entry ``path`` is relative to ``data_dir``; archives (``unpack: zip|tar``) are extracted into
-    the directory that holds them. A dataset with ``requires_env`` fails early if the variable
-    is unset; otherwise, after its downloads, :func:`build_from_api` is called. A dataset
-    without a ``download`` list (the toy sets) has nothing to download.
+    the directory that holds them. A ``record`` entry is first looked up in its InvenioRDM
+    record (:func:`resolve_record_file`) and then fetched from its content link; the record's
+    published md5/sha256 is checked, and so is a ``sha256`` pinned in the config. A dataset
+    with ``requires_env`` fails early if the variable is unset; otherwise, after its downloads,
+    :func:`build_from_api` is called. A dataset without a ``download`` list (the toy sets) has
+    nothing to download.
 
     Args:
         dataset_cfg: the ``dataset`` node (a dict or a composed ``DictConfig``).
@@ -704,7 +1050,8 @@ def download_dataset(
         The local paths of the downloaded files (plus files built from an API).
 
     Raises:
-        DataError: a missing API key, a network failure, a checksum mismatch, a bad archive.
+        DataError: a missing API key, a network failure, a checksum mismatch, a bad archive, a
+            record that cannot be resolved (naming the record URL).
         ConfigError: a malformed ``download`` list.
     """
     data_dir = Path(data_dir).expanduser()
@@ -723,14 +1070,17 @@ def download_dataset(
             )
     paths: list[Path] = []
     for entry in entries or []:
-        dest = fetch(
-            entry.url,
-            data_dir / entry.path,
-            entry.sha256,
-            progress=progress,
-            refuse_html=True,
-            git_blob=entry.git_blob,
-        )
+        if entry.record is not None:
+            dest = _fetch_record_entry(entry, data_dir / entry.path, progress)
+        else:
+            dest = fetch(
+                str(entry.url),
+                data_dir / entry.path,
+                entry.sha256,
+                progress=progress,
+                refuse_html=True,
+                git_blob=entry.git_blob,
+            )
         if entry.unpack:
             unpack(dest, dest.parent, entry.unpack)
         paths.append(dest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import socket
@@ -47,6 +48,8 @@ class ServerState:
     ignore_range: bool = False
     wrong_content: bool = False
     content_type: str = "application/octet-stream"
+    types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type (else the above)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
     requests: list[dict[str, str]] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -61,6 +64,12 @@ class _Handler(BaseHTTPRequestHandler):
         st = self.state
         first = not st.requests
         st.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        if self.path in st.redirects:
+            self.send_response(302)
+            self.send_header("Location", st.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = st.files.get(self.path)
         if body is None:
             self.send_error(404, "not found")
@@ -82,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(size - start))
-        self.send_header("Content-Type", st.content_type)
+        self.send_header("Content-Type", st.types.get(self.path, st.content_type))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         data = body[start:]
@@ -478,11 +487,240 @@ def test_requires_env_without_mp_api_says_pip_install(tmp_path, monkeypatch):
         ({"url": "http://x/a", "path": "a", "sha256": "nothex"}, "sha256"),
         ({"url": "http://x/a", "path": "a", "git_blob": "abc"}, "git_blob"),
         ({"path": "a"}, "url"),
+        ({"url": "http://x/a", "record": "http://x/api/records/1", "path": "a"}, ""),
+        ({"record": "data.caltech.edu/api/records/8975", "path": "a"}, "record"),
+        ({"record": "http://x/api/records/1", "file": "", "path": "a"}, "file"),
+        ({"url": "http://x/a", "file": "a.zip", "path": "a"}, "file"),
+        ({"record": "http://x/api/records/1", "path": "../a"}, "path"),
     ],
 )
 def test_bad_download_entries(entry, key):
-    with pytest.raises(ConfigError, match=rf"download\[0\]\.{key}"):
+    where = rf"download\[0\]\.{key}" if key else r"download\[0\]: give either `url`"
+    with pytest.raises(ConfigError, match=where):
         dataset_entries({"name": "bad", "download": [entry]})
+
+
+# --------------------------------------------------------------------------------------------
+# InvenioRDM records: a loopback fake of GET /api/records/<id> and the files' content links
+# --------------------------------------------------------------------------------------------
+
+RECORD = "/api/records/8975"
+ARCHIVE_KEY = "Mat2Spec_DATA.zip"
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+ARCHIVE = _zip_bytes(
+    {
+        "Mat2Spec_DATA/label_edos/mpids.csv": b"mp-1\nmp-2\n",
+        "Mat2Spec_DATA/phdos/mpids.csv": b"mp-3\n",
+    }
+)
+
+
+def _publish(
+    state: ServerState,
+    base: str,
+    files: dict[str, bytes],
+    *,
+    form: str = "mapping",
+    links: bool = True,
+    checksums: dict[str, str] | None = None,
+) -> None:
+    """Serve an InvenioRDM-shaped record JSON at RECORD and each file at its content path.
+
+    ``form``: ``"mapping"`` (``files.entries`` keyed by file key, as InvenioRDM dumps a record),
+    ``"list"`` (``files.entries`` a list) or ``"files"`` (the ``/files`` listing,
+    ``{"entries": [...]}``). ``links=False`` leaves out ``links`` so the client must build
+    ``<record>/files/<key>/content`` itself.
+    """
+    entries = []
+    for key, data in files.items():
+        content = f"{RECORD}/files/{key}/content"
+        state.files[content] = data
+        entry = {
+            "key": key,
+            "size": len(data),
+            "checksum": (checksums or {}).get(key, "md5:" + hashlib.md5(data).hexdigest()),
+            "mimetype": "application/zip",
+        }
+        if links:
+            entry["links"] = {"content": base + content, "self": f"{base}{RECORD}/files/{key}"}
+        entries.append(entry)
+    if form == "files":
+        doc: dict = {"entries": entries, "links": {"self": f"{base}{RECORD}/files"}}
+    else:
+        listed = {e["key"]: e for e in entries} if form == "mapping" else entries
+        doc = {
+            "id": "8975",
+            "metadata": {"title": "Mat2Spec data"},
+            "files": {"enabled": True, "count": len(entries), "entries": listed},
+            "links": {"self": base + RECORD, "files": f"{base}{RECORD}/files"},
+        }
+    state.files[RECORD] = json.dumps(doc).encode()
+    state.types[RECORD] = "application/json"
+
+
+def _record_cfg(base: str, file: str | None = None, sha256: str | None = None) -> dict:
+    entry = {"record": base + RECORD, "file": file, "sha256": sha256, "path": "m2s/" + ARCHIVE_KEY}
+    return {"name": "mat2spec", "download": [{**entry, "unpack": "zip"}]}
+
+
+def test_record_mapping_form_downloads_verifies_and_unpacks(server, tmp_path):
+    url, state = server
+    _publish(state, url, {ARCHIVE_KEY: ARCHIVE, "README.txt": b"read me"})
+    paths = download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert paths == [tmp_path / "m2s" / ARCHIVE_KEY]
+    assert paths[0].read_bytes() == ARCHIVE
+    assert (tmp_path / "m2s/Mat2Spec_DATA/phdos/mpids.csv").read_bytes() == b"mp-3\n"
+    assert [r["path"] for r in state.requests] == [RECORD, f"{RECORD}/files/{ARCHIVE_KEY}/content"]
+    assert state.requests[0]["accept"] == "application/json"
+    assert _leftovers(tmp_path) == []
+    # second run: the record is read again, the present archive passes its md5, no new download
+    download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert [r["path"] for r in state.requests[2:]] == [RECORD]
+
+
+@pytest.mark.parametrize("form", ["list", "files"])
+def test_record_list_form_without_links_builds_the_content_url(server, tmp_path, form):
+    url, state = server
+    _publish(state, url, {ARCHIVE_KEY: ARCHIVE}, form=form, links=False)
+    # the content link redirects to the storage, as CaltechDATA's does
+    state.redirects[f"{RECORD}/files/{ARCHIVE_KEY}/content"] = f"{url}/storage/blob"
+    state.files["/storage/blob"] = ARCHIVE
+    cfg = _record_cfg(url, file=ARCHIVE_KEY, sha256=hashlib.sha256(ARCHIVE).hexdigest())
+    if form == "files":
+        cfg["download"][0]["record"] = f"{url}{RECORD}/files"
+        state.files[f"{RECORD}/files"] = state.files.pop(RECORD)
+        state.types[f"{RECORD}/files"] = "application/json"
+    download_dataset(cfg, tmp_path, progress=False)
+    assert (tmp_path / "m2s" / ARCHIVE_KEY).read_bytes() == ARCHIVE
+    assert [r["path"] for r in state.requests][1:] == [
+        f"{RECORD}/files/{ARCHIVE_KEY}/content",
+        "/storage/blob",
+    ]
+    assert (tmp_path / "m2s/Mat2Spec_DATA/label_edos/mpids.csv").exists()
+
+
+def test_record_wrong_md5_leaves_nothing(server, tmp_path):
+    url, state = server
+    wrong = "md5:" + hashlib.md5(b"another file").hexdigest()
+    _publish(state, url, {ARCHIVE_KEY: ARCHIVE}, checksums={ARCHIVE_KEY: wrong})
+    with pytest.raises(DataError, match="md5 mismatch") as err:
+        download_dataset(_record_cfg(url), tmp_path, progress=False)
+    msg = str(err.value)
+    assert f"record {url}{RECORD}, file {ARCHIVE_KEY}" in msg
+    assert wrong.removeprefix("md5:") in msg and hashlib.md5(ARCHIVE).hexdigest() in msg
+    dest = tmp_path / "m2s" / ARCHIVE_KEY
+    assert not dest.exists() and not part_path(dest).exists()
+    assert not (tmp_path / "m2s" / "Mat2Spec_DATA").exists()
+
+
+def test_record_pinned_sha256_is_checked_too(server, tmp_path):
+    url, state = server
+    _publish(state, url, {ARCHIVE_KEY: ARCHIVE})  # the record's md5 is right
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        download_dataset(_record_cfg(url, sha256="0" * 64), tmp_path, progress=False)
+    assert list((tmp_path / "m2s").iterdir()) == []
+
+
+def test_record_pinned_sha256_differs_from_the_published_one(server, tmp_path):
+    url, state = server
+    published = "sha256:" + hashlib.sha256(ARCHIVE).hexdigest()
+    _publish(state, url, {ARCHIVE_KEY: ARCHIVE}, checksums={ARCHIVE_KEY: published})
+    with pytest.raises(DataError, match="upstream file changed"):
+        download_dataset(_record_cfg(url, sha256="1" * 64), tmp_path, progress=False)
+    assert len(state.requests) == 1 and list(tmp_path.iterdir()) == []
+    # unpinned, the published sha256 is what is checked
+    download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert (tmp_path / "m2s" / ARCHIVE_KEY).read_bytes() == ARCHIVE
+
+
+def test_record_without_the_key_lists_the_keys(server, tmp_path):
+    url, state = server
+    _publish(state, url, {"other.zip": ARCHIVE, "README.txt": b"x"})
+    with pytest.raises(DataError) as err:
+        download_dataset(_record_cfg(url, file=ARCHIVE_KEY), tmp_path, progress=False)
+    msg = str(err.value)
+    assert f"the record {url}{RECORD} has no file '{ARCHIVE_KEY}'" in msg
+    assert "its files are: README.txt, other.zip" in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_with_two_archives_needs_a_file_key(server, tmp_path):
+    url, state = server
+    _publish(state, url, {"a.zip": ARCHIVE, "b.tar.gz": b"tar", "notes.txt": b"n"})
+    with pytest.raises(DataError, match="2 archives") as err:
+        download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert "a.zip, b.tar.gz, notes.txt" in str(err.value) and "`file: null`" in str(err.value)
+    assert len(state.requests) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_record_url_answering_html_is_refused_as_a_landing_page(server, tmp_path):
+    url, state = server
+    state.content_type = "text/html; charset=utf-8"
+    state.files[RECORD] = b"<!doctype html><html>Mat2Spec</html>"
+    with pytest.raises(DataError, match="landing page") as err:
+        download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert f"{url}{RECORD} answered with a web page" in str(err.value)
+    assert "/api/records/<id>" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (b"not json {", "did not answer with JSON"),
+        (
+            json.dumps({"id": "8975", "metadata": {}, "files": {"enabled": True}}).encode(),
+            "no files.entries",
+        ),
+        (json.dumps({"files": {"enabled": False}}).encode(), "files.enabled is false"),
+        (json.dumps([1, 2]).encode(), "not an object"),
+    ],
+)
+def test_record_that_is_not_a_record(server, tmp_path, body, match):
+    url, state = server
+    state.files[RECORD] = body
+    state.types[RECORD] = "application/json"
+    with pytest.raises(DataError, match=match) as err:
+        download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert f"{url}{RECORD}" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_offline_and_404_name_the_record(server, tmp_path):
+    url, _ = server
+    with pytest.raises(DataError, match="HTTP 404") as err:
+        download_dataset(_record_cfg(url), tmp_path, progress=False)
+    assert f"{url}{RECORD}" in str(err.value)
+    offline = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(DataError, match="network error") as err:
+        download_dataset(_record_cfg(offline), tmp_path, progress=False)
+    assert f"{offline}{RECORD}" in str(err.value)
+    assert str(tmp_path / "m2s" / ARCHIVE_KEY) in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fetch_md5_pin(server, tmp_path):
+    url, state = server
+    dest = tmp_path / "p.bin"
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    fetch(f"{url}/payload.bin", dest, None, progress=False, md5=md5.upper())
+    assert dest.read_bytes() == PAYLOAD
+    fetch(f"{url}/payload.bin", dest, None, progress=False, md5=md5)  # verified, reused
+    assert len(state.requests) == 1
+    with pytest.raises(DataError, match="md5 mismatch"):
+        fetch(f"{url}/payload.bin", tmp_path / "q.bin", None, progress=False, md5="0" * 32)
+    assert not (tmp_path / "q.bin").exists() and _leftovers(tmp_path) == []
+    with pytest.raises(ConfigError, match="32 hex"):
+        fetch(f"{url}/payload.bin", tmp_path / "r.bin", None, progress=False, md5="abc")
 
 
 # --------------------------------------------------------------------------------------------
@@ -555,6 +793,53 @@ def test_cli_bad_override(tmp_path, capsys):
     conf = _conf_dir(tmp_path, "http://127.0.0.1:1")
     assert cli.main(["download", "toy", "no_such_key.x=1"], conf) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["mp_edos_128", "phonon_e3nn"])
+def test_shipped_mat2spec_configs_name_the_caltech_record(name):
+    [entry] = dataset_entries(cli.compose_dataset(name).dataset)
+    assert entry.url is None and entry.file is None
+    assert entry.record == "https://data.caltech.edu/api/records/8975"
+    assert (entry.path, entry.unpack) == ("Mat2Spec_DATA.zip", "zip")
+
+
+def test_cli_real_mat2spec_configs_against_a_fake_record(server, tmp_path, capsys, monkeypatch):
+    """The shipped mp_edos_128 / phonon_e3nn entries work end to end, only the host swapped."""
+    url, state = server
+    _publish(state, url, {ARCHIVE_KEY: ARCHIVE, "README.md": b"Mat2Spec"})
+    monkeypatch.setenv("DOS_BENCH_DATA_DIR", str(tmp_path / "data"))
+    record = f"dataset.download.0.record={url}{RECORD}"
+    rc = cli.main(["download", "mp_edos_128", "phonon_e3nn", record, "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    data = tmp_path / "data"
+    assert (data / ARCHIVE_KEY).read_bytes() == ARCHIVE
+    assert (data / "Mat2Spec_DATA/label_edos/mpids.csv").read_bytes() == b"mp-1\nmp-2\n"
+    assert (data / "Mat2Spec_DATA/phdos/mpids.csv").read_bytes() == b"mp-3\n"
+    assert "mp_edos_128: 1 file(s) ready" in out and "phonon_e3nn: 1 file(s) ready" in out
+    downloads = [r for r in state.requests if r["path"].endswith("/content")]
+    assert len(downloads) == 1  # phonon_e3nn reuses the archive mp_edos_128 fetched
+    assert _leftovers(tmp_path) == []
+    assert cli.main(["list"]) == 0  # (an override in `list` applies to every dataset)
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ARCHIVE_KEY in ln]
+    assert len(lines) == 2  # mp_edos_128 and phonon_e3nn
+    line = lines[0]
+    assert (
+        "present, unpacked" in line and "record https://data.caltech.edu/api/records/8975" in line
+    )
+    assert "<its only archive>" in line and "record's checksum" in line
+
+
+def test_cli_record_error_is_one_line(server, tmp_path, capsys, monkeypatch):
+    url, state = server
+    _publish(state, url, {"a.zip": ARCHIVE, "b.zip": ARCHIVE})
+    monkeypatch.setenv("DOS_BENCH_DATA_DIR", str(tmp_path))
+    rc = cli.main(["download", "mp_edos_128", f"dataset.download.0.record={url}{RECORD}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"dos-data: error: the record {url}{RECORD} has 2 archives")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_real_conf_toy(capsys, tmp_path):

@@ -643,7 +643,7 @@ def _compose(name: str, data_dir: Path):
 def download_entries_valid(dataset_cfg) -> bool:
     from dos_bench.data.download import dataset_entries
 
-    return all(e.url.startswith("https://") for e in dataset_entries(dataset_cfg))
+    return all((e.url or e.record).startswith("https://") for e in dataset_entries(dataset_cfg))
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -656,9 +656,12 @@ def test_dataset_yaml(name, tmp_path):
     assert ds["name"] == name and ds["kind"] in ("edos", "phdos")
     assert isinstance(ds["download"], list)
     for entry in ds["download"]:
-        assert {"url", "sha256", "path", "unpack"} <= set(entry)
-        assert set(entry) <= {"url", "sha256", "path", "unpack", "git_blob"}
-        assert entry["url"].startswith("https://") and not Path(entry["path"]).is_absolute()
+        # a direct file URL, or an InvenioRDM record resolved to its file at download time
+        assert ("url" in entry) != ("record" in entry)
+        assert {"sha256", "path", "unpack"} <= set(entry)
+        assert set(entry) <= {"url", "record", "file", "sha256", "path", "unpack", "git_blob"}
+        link = entry.get("url") or entry["record"]
+        assert link.startswith("https://") and not Path(entry["path"]).is_absolute()
     if name.startswith("mp_edos_") and name != "mp_edos_128":
         assert ds["requires_env"] == "MP_API_KEY"
         from dos_bench.data import download, mp_builder  # noqa: F401 (registers the builder)
