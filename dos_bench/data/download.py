@@ -1128,8 +1128,10 @@ def build_from_api(
 
     The work is done by the builder named in the dataset's ``api.builder`` (registered with
     :func:`register_api_builder`; the bundled one is
-    :func:`dos_bench.data.mp_builder.build_mp_dos_documents`), called with an open
-    ``mp_api.client.MPRester``; it writes its files under ``data_dir`` and returns their paths.
+    :func:`dos_bench.data.mp_builder.build_mp_dos_documents`), called with an open client:
+    ``mp_api.client.MPRester`` unless ``api.client`` names another class with its interface (a
+    proxy, a mirror, or the fake client of the tests), opened at ``api.endpoint`` when set. The
+    builder writes its files under ``data_dir`` and returns their paths.
 
     Args:
         dataset_cfg: the dataset config (``name``, ``source``, ``api``).
@@ -1152,12 +1154,30 @@ def build_from_api(
             f"dataset {name}: `api.builder` must name a Materials Project builder "
             f"({sorted(API_BUILDERS)}), got {builder_name!r}"
         )
-    try:
-        from mp_api.client import MPRester
-    except ImportError as exc:
-        raise DataError(
-            f"dataset {name} is built with the Materials Project client, which is not "
-            f"installed: pip install mp-api"
-        ) from exc
-    with MPRester(api_key or os.environ.get("MP_API_KEY")) as mpr:
+    client_cls = _api_client(name, api.get("client") or DEFAULT_MP_CLIENT)
+    kwargs = {"endpoint": api["endpoint"]} if api.get("endpoint") else {}
+    with client_cls(api_key or os.environ.get("MP_API_KEY"), **kwargs) as mpr:
         return list(builder(mpr, Path(data_dir), dataset_cfg, progress=progress))
+
+
+#: the Materials Project client class a dataset's ``api.client`` names by default
+DEFAULT_MP_CLIENT = "mp_api.client.MPRester"
+
+
+def _api_client(name: str, dotted: str) -> Callable[..., Any]:
+    """The client class named by ``api.client`` (``module.Class``), imported lazily."""
+    import importlib
+
+    module_name, _, attr = str(dotted).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        if dotted == DEFAULT_MP_CLIENT:
+            raise DataError(
+                f"dataset {name} is built with the Materials Project client, which is not "
+                f"installed: pip install mp-api"
+            ) from exc
+        raise ConfigError(
+            f"dataset {name}: `api.client` must name an importable client class "
+            f"(module.Class, default {DEFAULT_MP_CLIENT}), got {dotted!r}: {exc}"
+        ) from exc

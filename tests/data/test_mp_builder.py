@@ -168,3 +168,33 @@ def test_unknown_builder_is_a_config_error(tmp_path):
     cfg = {"name": "mine", "api": {"builder": "nope"}, "source": {"path": "x"}}
     with pytest.raises(ConfigError, match=r"api.builder.*'nope'"):
         build_from_api(cfg, tmp_path, api_key="k")
+
+
+def test_api_client_names_another_client_class_and_its_endpoint(tmp_path, monkeypatch):
+    """`api.client` / `api.endpoint`: a proxy or mirror client with MPRester's interface."""
+    FakeMPRester.instances.clear()
+    mod = types.ModuleType("my_mp_mirror")
+    mod.Client = FakeMPRester
+    monkeypatch.setitem(sys.modules, "my_mp_mirror", mod)
+    opened = []
+    monkeypatch.setattr(FakeMPRester, "__init__", _recording_init(opened), raising=True)
+    cfg = _dataset_cfg("mp_edos_201", limit=2, client="my_mp_mirror.Client", endpoint="http://x")
+    build_from_api(cfg, tmp_path, api_key="k" * 32, progress=False)
+    assert opened == [("k" * 32, "http://x")]
+    assert len(list((tmp_path / "mp_dos").iterdir())) == 2
+
+
+def _recording_init(opened):
+    original = FakeMPRester.__init__
+
+    def init(self, api_key=None, endpoint=None, **kw):
+        opened.append((api_key, endpoint))
+        original(self, api_key, **kw)
+
+    return init
+
+
+def test_unimportable_api_client_is_a_config_error(tmp_path):
+    cfg = _dataset_cfg("mp_edos_201", client="no_such_module.Client")
+    with pytest.raises(ConfigError, match=r"api.client.*no_such_module.Client"):
+        build_from_api(cfg, tmp_path, api_key="k")
