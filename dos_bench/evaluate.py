@@ -3,7 +3,9 @@
 ``python -m dos_bench.evaluate <run_dir> [<run_dir> ...]`` re-reads each run's
 ``predictions.npz`` (and ``metrics.json`` if present), recomputes the spectrum metrics of
 :mod:`dos_bench.metrics`, the per-group breakdown (DOSTransformer Table 5) and the derived
-quantities of :mod:`dos_bench.physics`, and prints a short table.
+quantities of :mod:`dos_bench.physics`, and prints a short table. With
+``--jarvis-submission OUT_DIR`` it also writes the run's JARVIS-Leaderboard phonon-DOS submission
+(:func:`dos_bench.leaderboard.submission_from_run`).
 
 Derived quantities (:func:`derived_metrics`, flat keys):
 
@@ -413,7 +415,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--groups", action="store_true", help="also print the per-group breakdown")
     ap.add_argument("--json", type=Path, help="write all results to this JSON file")
+    ap.add_argument(
+        "--jarvis-submission",
+        type=Path,
+        metavar="OUT_DIR",
+        help="also write the JARVIS-Leaderboard phonon-DOS submission "
+        "(AI-Spectra-ph_dos-edos_pdos-test-multimae.csv.zip) of the run into OUT_DIR "
+        "(one run only; see dos_bench/leaderboard.py)",
+    )
+    ap.add_argument(
+        "--jarvis-benchmark",
+        type=Path,
+        metavar="FILE",
+        help="benchmark edos_pdos_ph_dos.json(.zip) to check the test ids against and score "
+        "with (default: the run's dataset.source.benchmark under paths.data_dir)",
+    )
+    ap.add_argument(
+        "--jarvis-metadata",
+        type=Path,
+        metavar="FILE",
+        help="YAML/JSON with the leaderboard metadata.json keys (team_name, author_email, ...); "
+        "writes OUT_DIR/metadata.json",
+    )
     args = ap.parse_args(argv)
+    if args.jarvis_submission is None and (args.jarvis_benchmark or args.jarvis_metadata):
+        ap.error("--jarvis-benchmark/--jarvis-metadata need --jarvis-submission")
+    if args.jarvis_submission is not None and len(args.run_dirs) != 1:
+        ap.error("--jarvis-submission takes exactly one run directory")
 
     settings: dict[str, Any] = {}
     if args.reference:
@@ -445,6 +473,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dos_bench.io import write_json
 
         write_json(args.json, results)
+    if args.jarvis_submission is not None:
+        from dos_bench.leaderboard import submission_from_run
+
+        try:
+            sub = submission_from_run(
+                args.run_dirs[0],
+                args.jarvis_submission,
+                benchmark=args.jarvis_benchmark,
+                metadata=args.jarvis_metadata,
+            )
+        except (ConfigError, DataError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"\nJARVIS-Leaderboard submission: {sub['path']} ({sub['n']} rows)")
+        print(f"multimae of the written file: {sub['multimae']:.6g}")
+        board = sub["leaderboard"]
+        if board is not None:
+            print(f"multimae against the benchmark file: {board['multimae']:.6g}")
+        if sub["metadata"]:
+            print(f"metadata: {sub['metadata']}")
     return 0
 
 

@@ -23,6 +23,11 @@ float. Names are looked up in :data:`METRICS`, which also understands the parame
 * ``re`` — ALIGNN-DOS §5 relative error ``|p̄ − ā| / |ā|`` of the spectrum means, averaged over
   materials (facts.md §1.5). ā = 0: 0 if p̄ = 0 too, else undefined (NaN, left out of the mean;
   counted as *not* below any threshold by ``frac_re_lt_*``).
+* ``multimae`` — the JARVIS-Leaderboard spectrum score (``jarvis_leaderboard/rebuild.py``,
+  ``get_metric_value``): scikit-learn ``mean_absolute_error`` of all true values concatenated
+  against all predicted values concatenated; no normalisation, no rounding. Also accepts
+  sequences of 1-D spectra of different lengths. For equal-length spectra it equals ``mae`` and
+  the mean of the per-sample MAEs.
 * ``frac_<m>_lt_<thr>`` — fraction of materials whose per-sample ``<m>`` (one of
   :data:`PER_SAMPLE`) is strictly below ``thr``, over all N materials (NaN counts as not below).
   ALIGNN-DOS reports ``frac_mae_lt_0.02`` and ``frac_re_lt_0.2`` (facts.md §1.6).
@@ -49,6 +54,7 @@ __all__ = [
     "per_sample",
     "mae",
     "mse",
+    "multimae",
     "rmse",
     "r2",
     "r2_per_sample",
@@ -146,6 +152,29 @@ def mae(pred, true, **_) -> float:
     return float(np.mean(np.abs(p - t)))
 
 
+def multimae(pred, true, **_) -> float:
+    """JARVIS-Leaderboard ``multimae``: MAE of all values concatenated (see module docstring).
+
+    Args:
+        pred, true: ``(N, L)`` arrays, or sequences of N 1-D spectra (lengths may differ between
+            spectra but must agree between ``pred[i]`` and ``true[i]``).
+    """
+    if hasattr(pred, "detach") or isinstance(pred, np.ndarray):
+        p2, t2 = _np(pred), _np(true)
+        if p2.shape != t2.shape:
+            raise ValueError(f"multimae: pred {p2.shape} and true {t2.shape} differ in shape")
+        ps, ts = [p2.reshape(-1)], [t2.reshape(-1)]
+    else:
+        ps = [_np(x).reshape(-1) for x in pred]
+        ts = [_np(x).reshape(-1) for x in true]
+    if len(ps) != len(ts) or any(a.shape != b.shape for a, b in zip(ps, ts, strict=False)):
+        raise ValueError("multimae: pred and true must hold the same number of values per sample")
+    p, t = np.concatenate(ps), np.concatenate(ts)
+    if p.size == 0:
+        return float("nan")
+    return float(np.mean(np.abs(p - t)))
+
+
 def mse(pred, true, **_) -> float:
     p, t = _np(pred), _np(true)
     return float(np.mean((p - t) ** 2))
@@ -223,6 +252,7 @@ class _Registry(dict):
 
 METRICS: dict[str, MetricFn] = _Registry(
     mae=mae,
+    multimae=multimae,
     mse=mse,
     rmse=rmse,
     r2=r2,

@@ -50,6 +50,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from dos_bench.config import CONF_DIR  # noqa: E402
+
 OUT = Path("outputs/tables_smoke")
 
 TOY_EDOS = ["dataset=toy_edos"]  # 300 points, -5 ... 9.95 eV (the ALIGNN-DOS grid)
@@ -120,6 +123,18 @@ PLAN: dict[str, list[Group]] = {
     "mat2spec_table2": [Group("edos", TOY_EDOS_128, cost=143)],
     "mat2spec_datasize": [Group("edos", TOY_EDOS_128, cost=112)],
     "mat2spec_ablation": [Group("edos", TOY_EDOS_128, cost=41)],
+    "jarvis_leaderboard_phdos": [  # the leaderboard's 66 points, -300 ... 1000 cm^-1
+        Group(
+            "phdos",
+            [
+                *TOY_PHDOS,
+                "dataset.recipe.start=-300.0",
+                "dataset.recipe.n_points=66",
+                *SHRINK_ALIGNN,
+            ],
+            cost=14,
+        )
+    ],
 }
 
 #: presets whose sweep is a subset of another preset's: their table is built from its runs
@@ -155,7 +170,7 @@ def _compose(overrides: list[str], hydra: bool = False) -> Any:
 
     if GlobalHydra.instance().is_initialized():  # e.g. inside a test that composes already
         return compose("train", overrides=overrides, return_hydra_config=hydra)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose("train", overrides=overrides, return_hydra_config=hydra)
 
 
@@ -293,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in presets if p not in PLAN]
     if unknown:
         ap.error(f"unknown preset(s) {unknown}; known: {list(PLAN)}")
-    on_disk = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    on_disk = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
     missing_plan = [p for p in on_disk if p not in PLAN]
     if missing_plan:
         print(f"tables_smoke: presets without a smoke plan: {missing_plan}", file=sys.stderr)

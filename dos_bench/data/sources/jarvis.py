@@ -54,6 +54,10 @@ The spectra are always stored **as published** (this source never rescales them)
 Metadata: ``formula``, ``n_species``, ``n_atoms``, ``crystal_system`` (lowercase,
 ``SpacegroupAnalyzer(symprec=0.1)``), ``e_fermi`` (0.0), ``n_valence``. Band edges (``vbm``,
 ``cbm``, ``band_gap``) are not in the file and are not derived here.
+
+:class:`JarvisLeaderboardPhDOS` (``jarvis_phdos``) reuses this file for the *structures* of the
+JARVIS-Leaderboard phonon-DOS benchmark, whose targets come from the leaderboard's own benchmark
+file (66 points, −300 … 1000 cm⁻¹; see :mod:`dos_bench.leaderboard`).
 """
 
 from __future__ import annotations
@@ -80,17 +84,61 @@ from dos_bench.data.sources.common import (
     structure_meta,
     valence_electrons,
 )
-from dos_bench.io import DataError
+from dos_bench.io import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JarvisEDOS", "JARVIS_EDOS_URL", "JARVIS_EDOS_FILE"]
+__all__ = [
+    "JARVIS_EDOS_FILE",
+    "JARVIS_EDOS_URL",
+    "JarvisEDOS",
+    "JarvisLeaderboardPhDOS",
+    "read_json_file",
+]
 
 JARVIS_EDOS_URL = "https://ndownloader.figshare.com/files/29216859"
 JARVIS_EDOS_FILE = "edos-up_pdos-elast_interp-8-18-2021.json"
 
 #: median ∫_{-5}^{0} edos_up dE above which ``auto`` concludes the data are raw
 AUTO_OCC_THRESHOLD = 1.0
+
+
+def read_json_file(path: Path, member: str | None = None, member_key: str = "member") -> Any:
+    """Parse a JSON file, or the JSON member of a zip archive (read in place).
+
+    Args:
+        path: a ``.json`` file or a zip holding one.
+        member: the member to read (default: the only ``.json`` member of the zip).
+        member_key: the config key that selects the member, named in the message when the zip
+            holds several ``.json`` files.
+
+    Errors (damaged zip, missing member, invalid JSON) raise :class:`DataError` naming the file.
+    """
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+                if member is not None:
+                    if member not in names:
+                        raise DataError(
+                            f"{path}: zip has no member {member!r} (members: {names[:5]})"
+                        )
+                    chosen = member
+                else:
+                    js = [n for n in names if n.lower().endswith(".json")]
+                    if len(js) != 1:
+                        raise DataError(
+                            f"{path}: expected one .json member in the zip, found {js or names}"
+                            f"; set {member_key}"
+                        )
+                    chosen = js[0]
+                text = zf.read(chosen)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise DataError(f"{path}: damaged zip archive ({exc})") from None
+        return read_json(Path(f"{path}!{chosen}"), text)
+    if path.suffix == ".zip":
+        raise DataError(f"{path}: not a zip archive (damaged or wrong format)")
+    return read_json(path)
 
 
 class JarvisEDOS(CachedSource):
@@ -159,33 +207,7 @@ class JarvisEDOS(CachedSource):
 
     # ---------------------------------------------------------------- parsing
     def _read_entries(self, path: Path) -> list[Any]:
-        if zipfile.is_zipfile(path):
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    names = [n for n in zf.namelist() if not n.endswith("/")]
-                    if self.member is not None:
-                        if self.member not in names:
-                            raise DataError(
-                                f"{path}: zip has no member {self.member!r} (members: {names[:5]})"
-                            )
-                        member = self.member
-                    else:
-                        js = [n for n in names if n.lower().endswith(".json")]
-                        if len(js) != 1:
-                            raise DataError(
-                                f"{path}: expected one .json member in the zip, found {js or names}"
-                                "; set dataset.source.member"
-                            )
-                        member = js[0]
-                    text = zf.read(member)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise DataError(f"{path}: damaged zip archive ({exc})") from None
-            where = Path(f"{path}!{member}")
-            data = read_json(where, text)
-        else:
-            if path.suffix == ".zip":
-                raise DataError(f"{path}: not a zip archive (damaged or wrong format)")
-            data = read_json(path)
+        data = read_json_file(path, self.member, "dataset.source.member")
         if not isinstance(data, list):
             raise DataError(
                 f"{path}: expected a JSON list of records with keys jid, atoms, edos_up "
@@ -295,3 +317,162 @@ class JarvisEDOS(CachedSource):
                     stats["max_value"],
                 )
         return decided, json.loads(json.dumps(stats))
+
+
+class JarvisLeaderboardPhDOS(JarvisEDOS):
+    """JARVIS-Leaderboard phonon DOS (``AI-Spectra-ph_dos-edos_pdos``): targets from the
+    benchmark file, structures from the JARVIS ``edos_pdos`` file by ``jid``.
+
+    The benchmark ``edos_pdos_ph_dos.json(.zip)`` (see :mod:`dos_bench.leaderboard`) holds, per
+    part (train / val / test: 11,395 / 1,424 / 1,424), ``jid -> "v1;...;v66"``: max-normalised
+    phonon DOS on −300 … 1000 cm⁻¹ in 20 cm⁻¹ steps (grid: :data:`dos_bench.leaderboard.GRID_NOTE`;
+    the leaderboard file has no grid of its own). One record is yielded per benchmark id, in
+    the order of ``parts`` and of the file, with metadata ``leaderboard_part`` (the part it came
+    from) besides the usual ``formula``, ``n_species``, ``n_atoms``, ``crystal_system``. The
+    structure is the ``atoms`` of the JARVIS record with that ``jid`` (parsed like
+    :class:`JarvisEDOS`; only the ids the benchmark needs are parsed). Spectra are stored as
+    published (the same values the leaderboard scores against).
+
+    Errors (one :class:`DataError` naming the benchmark file, the part and the jid; with
+    ``strict: false`` the record is skipped and a summary logged): a benchmark id with no record
+    in the JARVIS file, a spectrum of the wrong length, a non-numeric, NaN or negative value, an
+    id listed twice.
+
+    Args:
+        path, member: the JARVIS ``edos_pdos`` file (as :class:`JarvisEDOS`).
+        benchmark: the benchmark zip (or extracted JSON), relative to the data directory.
+        benchmark_member: JSON member of the benchmark zip (default: the only ``.json``).
+        parts: benchmark parts to load (default all three; the split picks train/val/test).
+        start, step, n_points: the grid (cm⁻¹).
+        negative_tol: negative values down to ``-negative_tol * max`` are set to 0 (0: none).
+        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+    """
+
+    name = "jarvis_phdos"
+    kind = "phdos"
+    parser_version = 1
+
+    def __init__(
+        self,
+        path: str = f"jarvis/{JARVIS_EDOS_FILE}.zip",
+        member: str | None = None,
+        benchmark: str = "jarvis_leaderboard/edos_pdos_ph_dos.json.zip",
+        benchmark_member: str | None = None,
+        parts: list[str] | tuple[str, ...] = ("train", "val", "test"),
+        start: float = -300.0,
+        step: float = 20.0,
+        n_points: int = 66,
+        negative_tol: float = 0.0,
+        dataset: str | None = None,
+        processed_dir: str = "processed",
+        progress: bool = False,
+        strict: bool = True,
+    ) -> None:
+        super().__init__(
+            path=path,
+            member=member,
+            start=start,
+            step=step,
+            n_points=n_points,
+            negative_tol=negative_tol,
+            dataset=dataset,
+            processed_dir=processed_dir,
+            progress=progress,
+            strict=strict,
+        )
+        self.benchmark = str(benchmark)
+        self.benchmark_member = benchmark_member
+        self.parts = [str(p) for p in parts]
+        if not self.parts or len(set(self.parts)) != len(self.parts):
+            raise ConfigError(
+                f"dataset.source.parts must list distinct benchmark parts, got {list(parts)}"
+            )
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "member": self.member,
+            "benchmark": self.benchmark,
+            "benchmark_member": self.benchmark_member,
+            "parts": self.parts,
+            "grid": [self.start, self.step, self.n_points],
+            "negative_tol": self.negative_tol,
+        }
+
+    def raw_paths(self) -> dict[str, str]:
+        return {"edos_pdos": self.path, "benchmark": self.benchmark}
+
+    def build(self, raw: dict[str, Path]) -> RecordSet:
+        from dos_bench.leaderboard import GRID_NOTE, read_benchmark, split_spectrum
+
+        bpath, jpath = raw["benchmark"], raw["edos_pdos"]
+        bench = read_benchmark(bpath, self.benchmark_member)
+        absent = [p for p in self.parts if p not in bench]
+        if absent:
+            raise DataError(
+                f"{bpath}: benchmark has no part(s) {absent} (parts: {sorted(bench)}); "
+                "check dataset.source.parts"
+            )
+        wanted = {jid for p in self.parts for jid in bench[p]}
+        by_jid: dict[str, Any] = {}
+        for entry in self._read_entries(jpath):
+            jid = entry.get("jid") if isinstance(entry, dict) else None
+            if isinstance(jid, str) and jid in wanted and jid not in by_jid:
+                by_jid[jid] = entry
+        grid = self.grid
+        fails = FailureLog(self.strict, self.dataset)
+        records: list[DOSRecord] = []
+        seen: dict[str, str] = {}
+        n_clipped = n_not_max1 = 0
+        counts = dict.fromkeys(self.parts, 0)
+        todo = [(p, jid, v) for p in self.parts for jid, v in bench[p].items()]
+        for part, jid, value in progress_iter(todo, self.progress, "jarvis_phdos", len(todo)):
+            with fails.guard():
+                where = f"{bpath}: {part} id {jid}"
+                if jid in seen:
+                    raise DataError(f"{where}: id also listed in part {seen[jid]!r}")
+                seen[jid] = part
+                raw_y = split_spectrum(value, where)
+                y, clipped = clean_spectrum(raw_y, self.n_points, where, self.negative_tol)
+                entry = by_jid.get(jid)
+                if entry is None:
+                    raise DataError(
+                        f"{where}: no structure — {jpath} has no record with jid {jid!r}"
+                    )
+                s = jarvis_atoms_to_structure(entry.get("atoms"), f"{jpath}: record {jid}")
+                n_clipped += clipped
+                n_not_max1 += not np.isclose(y.max(), 1.0, atol=1e-6)
+                meta = structure_meta(s)
+                meta["leaderboard_part"] = part
+                records.append(DOSRecord(jid, s, grid, y, meta))
+                counts[part] += 1
+        fails.finish(len(records))
+        log.info(
+            "%s: %d records (%s) from %s, structures from %s%s",
+            self.dataset,
+            len(records),
+            ", ".join(f"{p} {n}" for p, n in counts.items()),
+            bpath.name,
+            jpath.name,
+            f", {n_clipped} with tiny negatives set to 0" if n_clipped else "",
+        )
+        if n_not_max1:
+            log.warning(
+                "%s: %d spectra do not have maximum 1 (the benchmark is max-normalised)",
+                self.dataset,
+                n_not_max1,
+            )
+        attrs = {
+            "name": self.name,
+            "kind": self.kind,
+            "energy_unit": "cm^-1",
+            "energy_reference": "absolute",
+            "dos_unit": "max-normalised",
+            "grid_source": GRID_NOTE,
+            "n_per_part": counts,
+            "n_not_max_normalised": int(n_not_max1),
+            "n_failed": len(fails.messages),
+            "raw_file": bpath.name,
+            "structures_file": jpath.name,
+        }
+        return build_recordset(records, attrs, str(bpath))
