@@ -731,7 +731,10 @@ class FakeMPRester:
             mid = f"mp-{50000 + 19 * i}"
             self.kinds[mid] = kind
             self.meta[mid] = m.meta
-            self.by_id[mid] = F.mp_dos_document(m.structure, kind)
+            # Fermi levels differ between materials, as in the MP data (the DOSTransformer
+            # Fermi-energy probe is fitted to them and skipped when they are constant)
+            ef = F.EF_ABS + 0.35 * ((7 * i) % 11) - 1.75
+            self.by_id[mid] = F.mp_dos_document(m.structure, kind, ef)
             insulator = kind == "insulator"
             docs.append(
                 {
@@ -743,9 +746,9 @@ class FakeMPRester:
                     "is_magnetic": kind == "magnetic",
                     "ordering": "FM" if kind == "magnetic" else "NM",
                     "band_gap": 1.5 if insulator else 0.0,
-                    "vbm": F.EF_ABS if insulator else None,
-                    "cbm": F.EF_ABS + 1.5 if insulator else None,
-                    "efermi": F.EF_ABS,
+                    "vbm": ef if insulator else None,
+                    "cbm": ef + 1.5 if insulator else None,
+                    "efermi": ef,
                     "has_dos": True,
                 }
             )

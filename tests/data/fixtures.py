@@ -147,29 +147,30 @@ def mp_dos_kinds() -> list[str]:
     return ["insulator", "metal", "magnetic", "polarised_nm", "insulator", "metal"]
 
 
-def mp_dos_document(s: Structure, kind: str) -> Dos:
-    """A pymatgen ``CompleteDos`` (no projections) of one of four kinds:
+def mp_dos_document(s: Structure, kind: str, ef_abs: float = EF_ABS) -> Dos:
+    """A pymatgen ``CompleteDos`` (no projections) with its Fermi level at ``ef_abs`` (eV), of one
+    of four kinds:
 
     * ``insulator``: VBM at E_F, gap 1.5 eV;
     * ``metal``: a band through E_F;
     * ``magnetic``: spin-polarised, spin-down band shifted up by 1 eV;
     * ``polarised_nm``: spin-polarised calculation with identical channels.
     """
-    e = np.round(np.arange(EF_ABS - 20.0, EF_ABS + 20.0 + 1e-9, 0.01), 6)
+    e = np.round(np.arange(ef_abs - 20.0, ef_abs + 20.0 + 1e-9, 0.01), 6)
     if kind == "insulator":
-        up = _sqrt_edge(e, EF_ABS, -1, 6.0, 2.0) + _sqrt_edge(e, EF_ABS + 1.5, 1, 6.0, 1.5)
+        up = _sqrt_edge(e, ef_abs, -1, 6.0, 2.0) + _sqrt_edge(e, ef_abs + 1.5, 1, 6.0, 1.5)
         dens = {Spin.up: up}
     elif kind == "metal":
-        dens = {Spin.up: _sqrt_edge(e, EF_ABS - 4.0, 1, 10.0, 1.0)}
+        dens = {Spin.up: _sqrt_edge(e, ef_abs - 4.0, 1, 10.0, 1.0)}
     elif kind == "magnetic":
         dens = {
-            Spin.up: _sqrt_edge(e, EF_ABS - 4.0, 1, 10.0, 0.5),
-            Spin.down: _sqrt_edge(e, EF_ABS - 3.0, 1, 10.0, 0.5),
+            Spin.up: _sqrt_edge(e, ef_abs - 4.0, 1, 10.0, 0.5),
+            Spin.down: _sqrt_edge(e, ef_abs - 3.0, 1, 10.0, 0.5),
         }
     else:
-        half = _sqrt_edge(e, EF_ABS - 4.0, 1, 10.0, 0.5)
+        half = _sqrt_edge(e, ef_abs - 4.0, 1, 10.0, 0.5)
         dens = {Spin.up: half, Spin.down: half.copy()}
-    return CompleteDos(s, Dos(EF_ABS, e, dens), {})
+    return CompleteDos(s, Dos(ef_abs, e, dens), {})
 
 
 def write_mp_dos_docs(target: Path, layout: str = "folder") -> dict[str, str]:
