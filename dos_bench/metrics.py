@@ -8,9 +8,14 @@ float. Names are looked up in :data:`METRICS`, which also understands the parame
   since every sample has L points).
 * ``mse`` — mean squared error over all entries (sklearn ``mean_squared_error``, Xtal2DoS code).
 * ``rmse`` — per-sample RMSE over the grid, then averaged over samples (DOSTransformer §2.6).
-* ``r2`` — variance-weighted R² over the test matrix, ``1 − Σ(y−ŷ)² / Σ(y − ȳ_j)²`` with ȳ_j the
-  mean over materials at grid point j (sklearn ``multioutput='variance_weighted'``, Xtal2DoS and
-  Mat2Spec code, facts.md §3.5). Needs ≥ 2 materials (NaN for one).
+* ``r2`` — variance-weighted R² over the test matrix (scikit-learn ``r2_score(y_true, y_pred,
+  multioutput='variance_weighted')``, Xtal2DoS ``xtal2dos/utils.py``, also used for Mat2Spec,
+  facts.md §3.5): ``1 − Σ_{j∈V} SS_res,j / Σ_j SS_tot,j`` with ``SS_tot,j = Σ_i (y_ij − ȳ_j)²``,
+  ȳ_j the mean over materials at grid point j, and V the grid points with ``SS_tot,j ≠ 0``.
+  A grid point whose computed variance over the materials is 0 (phonon DOS at 0 cm⁻¹) has weight
+  0 and its error is left out, as scikit-learn does (see :func:`r2`); when *every* grid point is
+  constant the value is the fraction of grid points predicted exactly. Needs ≥ 2 materials (NaN
+  for one).
 * ``r2_per_sample`` — sklearn ``r2_score`` on each material's own vector (ȳ = mean over the grid),
   averaged over materials (DOSTransformer code, Xtal2DoS paper §4.1 form, facts.md §2.6). A
   constant true vector follows sklearn's ``force_finite`` rule: 1 if the prediction equals it
@@ -186,14 +191,37 @@ def rmse(pred, true, **_) -> float:
 
 
 def r2(pred, true, **_) -> float:
+    """Variance-weighted R² over the ``(N, L)`` matrix, the rule of scikit-learn's ``r2_score``.
+
+    Restated from scikit-learn ``sklearn/metrics/_regression.py`` (``r2_score`` with
+    ``multioutput="variance_weighted"`` and the default ``force_finite=True``; the Xtal2DoS
+    metric, ``xtal2dos/utils.py``, facts.md §3.5). Per grid point j, in float64:
+    ``SS_res,j = Σ_i (y_ij − ŷ_ij)²`` and ``SS_tot,j = Σ_i (y_ij − ȳ_j)²`` (ȳ_j the mean over
+    materials). The per-point score ``1 − SS_res,j/SS_tot,j`` (1 when ``SS_res,j = 0``, 0 when
+    only ``SS_tot,j = 0``) is averaged with weights ``SS_tot,j``, which gives
+
+    * some ``SS_tot,j ≠ 0``: ``1 − Σ_{j: SS_tot,j≠0} SS_res,j / Σ_j SS_tot,j`` — a grid point
+      that is constant over the materials carries no weight, so its error is **not** counted;
+    * every ``SS_tot,j = 0``: the unweighted mean of the per-point scores, i.e. the fraction of
+      grid points with ``SS_res,j = 0``;
+    * fewer than 2 materials: NaN (scikit-learn warns and returns NaN).
+
+    The zero test is exact on the computed ``SS_tot,j``, as scikit-learn's: a constant column
+    whose float mean does not round back to the value gets a tiny non-zero variance and keeps
+    its error in both. Exactly-zero columns (a DOS that vanishes at a grid point for every
+    material) are always left out.
+    """
     p, t = _np(pred), _np(true)
+    if p.ndim == 1:
+        p, t = p[:, None], t[:, None]
     if p.shape[0] < 2:
         return float("nan")  # the per-grid-point variance over one material is undefined
-    ss_res = np.sum((t - p) ** 2)
-    ss_tot = np.sum((t - t.mean(axis=0, keepdims=True)) ** 2)
-    if ss_tot == 0:
-        return float("nan") if ss_res > 0 else 1.0
-    return float(1.0 - ss_res / ss_tot)
+    ss_res = np.sum((t - p) ** 2, axis=0)
+    ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    varying = ss_tot != 0
+    if not varying.any():
+        return float(np.mean(ss_res == 0))
+    return float(1.0 - np.sum(ss_res[varying]) / np.sum(ss_tot))
 
 
 def r2_per_sample(pred, true, **_) -> float:
@@ -314,7 +342,8 @@ def grouped_metrics(
     Returns:
         ``{column: {group_value (str): {metric: value, 'n': count}}}``; group values are sorted
         and stringified (``2.0`` → ``"2"``). Counts of each column sum to N. ``r2`` needs at least
-        two materials in a group (NaN otherwise); the other metrics are defined for any size ≥ 1.
+        two materials in a group (NaN otherwise) and, as :func:`r2`, leaves out the grid points
+        that are constant *within the group*; the other metrics are defined for any size ≥ 1.
     """
     p, t = _np(pred), _np(true)
     if p.shape != t.shape or p.ndim != 2:

@@ -8,7 +8,8 @@ Splitters (facts.md §1.1, §2.3, §4.2, §5):
 * :class:`RandomSplit` — fractions and seed; ``procedure`` reproduces the papers' own shuffles:
   ``simple`` (a numpy permutation), ``mat2spec`` (Mat2Spec/Xtal2DoS: Python ``random.seed(1)``
   shuffle, then scikit-learn ``train_test_split`` twice, the second output of the second call being
-  validation) and ``dostransformer`` (``train_test_split`` of everything, then of the rest in half).
+  validation), ``dostransformer`` (``train_test_split`` of everything, then of the rest in half)
+  and ``alignn`` (ALIGNN ``get_id_train_val_test``, see :func:`alignn_split_indices`).
 * :class:`GroupSplit` — out-of-distribution splits by a metadata column: train on some groups,
   validate and test on the others, halved (DOSTransformer A.2 Scenario 1 by species count,
   Scenario 2 by crystal system).
@@ -55,6 +56,7 @@ __all__ = [
     "IndexFileSplit",
     "IdListSplit",
     "sklearn_train_test_split",
+    "alignn_split_indices",
     "format_split_stats",
 ]
 
@@ -115,6 +117,44 @@ def sklearn_train_test_split(
     return perm[n_test : n_test + n_train], perm[:n_test]
 
 
+def alignn_split_indices(
+    n: int,
+    train: float,
+    val: float,
+    test: float,
+    seed: int = 123,
+    keep_data_order: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions ``(train, val, test)`` as ALIGNN's ``get_id_train_val_test`` chooses them.
+
+    Restated from usnistgov/alignn ``alignn/data.py`` (``get_id_train_val_test``; checked at the
+    current HEAD): the part sizes are truncated, ``n_x = int(x · n)``; the position list
+    ``0 … n−1`` is shuffled in place by Python's ``random.shuffle`` after ``random.seed(seed)``
+    (ALIGNN's ``split_seed``, default 123) unless ``keep_data_order``; then train is the
+    **first** ``n_train`` positions of that list, test the **last** ``n_test`` and validation the
+    ``n_val`` positions just before test. Positions in the middle that the truncation leaves
+    over belong to no part (2 of 55,659 at 0.7/0.1/0.2: 38,961 / 5,565 / 11,131).
+
+    ``keep_data_order`` was ``False`` by default in ALIGNN's ``config.py`` until May 2023 (i.e.
+    when ALIGNN-DOS was trained) and is ``True`` since (facts.md §1.1). Deviation on degenerate
+    input only: with ``n_val = n_test = 0`` ALIGNN's slice ``ids[-0:]`` makes validation the
+    whole list; here validation is empty.
+    """
+    n_train, n_val, n_test = int(train * n), int(val * n), int(test * n)
+    if n_train + n_val + n_test > n:
+        raise ConfigError(f"alignn split of {n} records: {n_train}+{n_val}+{n_test} > {n}")
+    ids = list(range(n))
+    if not keep_data_order:
+        # random.seed(s); random.shuffle(x) draws the same numbers as a private Random(s)
+        random.Random(seed).shuffle(ids)
+    order = np.asarray(ids, dtype=np.int64)
+    return (
+        order[:n_train],
+        order[n - n_test - n_val : n - n_test],
+        order[n - n_test :],
+    )
+
+
 class Splitter:
     """Base class: ``train_fraction`` subsampling of the training part on top of any split.
 
@@ -151,11 +191,14 @@ class RandomSplit(Splitter):
     Args:
         train, val, test: fractions summing to 1.
         seed: the split seed.
-        procedure: ``simple``, ``mat2spec`` or ``dostransformer`` (see the module docstring; the
-            last two reproduce the authors' index sets given the same record order).
+        procedure: ``simple``, ``mat2spec``, ``dostransformer`` or ``alignn`` (see the module
+            docstring; the last three reproduce the authors' index sets given the same record
+            order). ``simple`` rounds the part sizes and gives the remainder to test; ``alignn``
+            truncates them and may leave a few records out (:func:`alignn_split_indices`).
+        keep_data_order: ``alignn`` only — skip the shuffle (ALIGNN's ``keep_data_order``).
     """
 
-    PROCEDURES = ("simple", "mat2spec", "dostransformer")
+    PROCEDURES = ("simple", "mat2spec", "dostransformer", "alignn")
 
     def __init__(
         self,
@@ -166,6 +209,7 @@ class RandomSplit(Splitter):
         procedure: str = "simple",
         train_fraction: float = 1.0,
         train_fraction_seed: int = 1,
+        keep_data_order: bool = False,
     ) -> None:
         super().__init__(train_fraction, train_fraction_seed)
         fr = np.array([train, val, test], dtype=np.float64)
@@ -178,10 +222,20 @@ class RandomSplit(Splitter):
             raise ConfigError(
                 f"split.procedure must be one of {self.PROCEDURES}, got {procedure!r}"
             )
+        if keep_data_order and procedure != "alignn":
+            raise ConfigError("split.keep_data_order applies to procedure=alignn only")
         self.fractions, self.seed, self.procedure = fr, int(seed), procedure
+        self.keep_data_order = bool(keep_data_order)
 
     def _split(self, rs: RecordSet) -> Split:
         n = len(rs)
+        if self.procedure == "alignn":
+            tr, va, te = alignn_split_indices(
+                n, *(float(f) for f in self.fractions), self.seed, self.keep_data_order
+            )
+            if len(tr) == 0 or (self.fractions[2] > 0 and len(te) == 0):
+                raise ConfigError(f"split of {n} records leaves an empty part: {self.fractions}")
+            return Split(tr, va, te)
         if self.procedure == "mat2spec":
             # Mat2Spec/Xtal2DoS: random.seed(s); shuffle(range(N)); 80 % train; the rest halved
             # with the second call's *first* output used as test (facts.md §4.2)
