@@ -2,45 +2,86 @@
 
 Atom feature tables are plain ``(n_Z, d)`` float32 arrays indexed by atomic number (row 0 is
 all zeros and stands for "no element"), so features of all atoms of a dataset are one fancy
-index: ``table[numbers]``.  Models select a table by name through :data:`ATOM_FEATURE_SETS`
-(or :func:`atom_feature_table`, which raises a :class:`~dos_bench.io.ConfigError` listing the
-choices for an unknown name).
+index: ``table[numbers]``.  Models select a table by name with the config key
+``model.atom_features`` (:data:`ATOM_FEATURE_SETS`, :func:`atom_feature_table`, which raises a
+:class:`~dos_bench.io.ConfigError` listing the choices for an unknown name).
 
-==============  ========  ====================================================================
-name            shape     description
-==============  ========  ====================================================================
-``cgcnn``       (101, 92) binned one-hot element properties after CGCNN (:func:`cgcnn_features`)
-``onehot``      (101,100) one-hot of Z: row Z has a 1 in column Z - 1 (Z = 1..100)
-``mass_onehot`` (119,118) one-hot of Z scaled by the atomic mass in u: row Z has
-                          ``mass(Z)`` in column Z - 1 (Z = 1..118), as the E3NN phonon-DOS
-                          models use
-==============  ========  ====================================================================
+=====================  =========  ============================================================
+name                   shape      description (source)
+=====================  =========  ============================================================
+``cgcnn``              (101, 92)  the original CGCNN ``atom_init.json`` (Xie & Grossman 2018)
+                                  as Mat2Spec, Xtal2DoS and GATGNN use it; read from
+                                  jarvis-tools ``jarvis/core/atom_init.json``
+                                  (:func:`cgcnn_features`) [tables]
+``cgcnn_file:<path>``  (N+1, d)   a CGCNN-format ``atom_init.json`` file, e.g. the copy in a
+                                  dataset folder
+                                  (``cgcnn_file:${paths.data_dir}/Mat2Spec_DATA/atom_init.json``;
+                                  :func:`~dos_bench.data.element_tables.read_atom_init`)
+``cgcnn_pymatgen``     (101, 92)  CGCNN-style binned one-hots **recomputed** from pymatgen
+                                  (:func:`cgcnn_pymatgen_features`); not the original values
+``matscholar200``      (101,200)  Matscholar-200 embeddings of H ... Fm z-scored per column
+                                  as DOSTransformer's eDOS code (:func:`matscholar200_features`,
+                                  from matminer ``matscholar_els.json``) [tables]
+``matscholar200_raw``  (104,200)  the same embeddings of H ... Lr as stored [tables]
+``jarvis_basic``       (104, 11)  JARVIS ``basic`` atom features (``BASIC_FEATURES`` of
+                                  ``Elements.json``, raw), ALIGNN's ``atom_features="basic"``
+                                  (:func:`jarvis_basic_features`) [tables]
+``alignn5``            (101, 5)   ALIGNN-DOS §2 five attributes from pymatgen, z-scored
+                                  (:func:`~dos_bench.data.element_tables.alignn_dos_features`)
+``alignn5_jarvis``     (101, 5)   the same five attributes from JARVIS ``Elements.json``
+                                  (:func:`~dos_bench.data.element_tables.alignn_dos_jarvis_features`)
+                                  [tables]
+``onehot``             (101,100)  one-hot of Z: row Z has a 1 in column Z - 1 (Z = 1..100)
+``mass_onehot``        (119,118)  one-hot of Z scaled by the atomic mass in u: row Z has
+                                  ``mass(Z)`` in column Z - 1 (Z = 1..118), as the E3NN
+                                  phonon-DOS models and DOSTransformer's phonon code use
+=====================  =========  ============================================================
 
-Tables are computed once per process from pymatgen's element data and cached in module-level
-variables; nothing is read from or written to disk.  The getters return copies, so callers may
-modify what they get.
+[tables]: read from a package of the optional ``tables`` extra
+(``pip install 'dos_bench[tables]'``: jarvis-tools, matminer; see
+:mod:`dos_bench.data.element_tables`).  Without it, selecting such a table raises one
+:class:`~dos_bench.io.ConfigError` naming the package and the extra; the other tables need only
+pymatgen.
+
+Every name stands for one fixed table (a saved config therefore identifies the table its
+checkpoint was trained with; :func:`atom_table_fingerprint` hashes the values for a stronger
+check).  Crystal-graph caches hold no atom features (``x`` is built in memory from the table),
+so the table does not enter their key.  Tables are computed or read once per process and
+cached in module-level variables, except ``cgcnn_file:`` tables, which are read on every call;
+the getters return copies, so callers may modify what they get.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from dos_bench.data import element_tables as ET
 from dos_bench.io import ConfigError, DataError
 
 __all__ = [
     "ATOM_FEATURE_SETS",
     "CGCNN_BLOCKS",
+    "CGCNN_FILE_PREFIX",
     "N_COMPOSITION",
     "atom_feature_table",
+    "atom_table_fingerprint",
     "cgcnn_block_slices",
     "cgcnn_features",
+    "cgcnn_pymatgen_features",
     "composition_vectors",
+    "jarvis_basic_features",
     "mass_onehot_features",
+    "matscholar200_features",
     "onehot_features",
 ]
+
+CGCNN_FILE_PREFIX = "cgcnn_file:"
+"""``atom_features`` values starting with this are a path to a CGCNN-format ``atom_init.json``."""
 
 N_COMPOSITION = 103
 """Length of a composition vector: element fractions of H (Z=1) ... Lr (Z=103)."""
@@ -56,7 +97,10 @@ CGCNN_BLOCKS: tuple[tuple[str, int], ...] = (
     ("block", 4),
     ("atomic_volume", 10),
 )
-"""The one-hot blocks of the ``cgcnn`` table in column order: (property, number of categories)."""
+"""The one-hot blocks of the ``cgcnn_pymatgen`` table in column order: (property, number of
+categories).  The original ``cgcnn`` table has the same nine blocks and widths, with different
+bin edges and data (its group block is shifted by one category: no row of the two tables is
+identical)."""
 
 # Bin ranges of the continuous properties: (low, high, transform).  The range is cut into
 # ``n`` equal-width bins on the transformed scale; values outside [low, high] go to the first
@@ -72,13 +116,11 @@ _BINS: dict[str, tuple[float, float, str]] = {
 
 _NOBLE_GAS_CORES = (0, 2, 10, 18, 36, 54, 86)
 
-_CGCNN_TABLE: np.ndarray | None = None
-_ONEHOT_TABLE: np.ndarray | None = None
-_MASS_ONEHOT_TABLE: np.ndarray | None = None
+_CACHE: dict[str, np.ndarray] = {}
 
 
 def cgcnn_block_slices() -> dict[str, slice]:
-    """Column slice of every block of the ``cgcnn`` table, keyed by property name."""
+    """Column slice of every block of the ``cgcnn_pymatgen`` table, keyed by property name."""
     out, start = {}, 0
     for name, n in CGCNN_BLOCKS:
         out[name] = slice(start, start + n)
@@ -138,13 +180,37 @@ def _element_properties(z: int, covalent_radii: dict[str, float]) -> dict[str, o
 
 
 def cgcnn_features() -> np.ndarray:
-    r"""CGCNN-style 92-dimensional binned one-hot atom features, shape ``(101, 92)`` float32.
+    r"""The original CGCNN 92-d atom features, ``(101, 92)`` float32 (atom feature set ``cgcnn``).
+
+    T. Xie and J. C. Grossman, "Crystal Graph Convolutional Neural Networks for an Accurate and
+    Interpretable Prediction of Material Properties", Phys. Rev. Lett. 120, 145301 (2018),
+    Supplementary Table S2: nine one-hot blocks (group, period, electronegativity, covalent
+    radius, valence electrons, first ionization energy, electron affinity, block, atomic volume).
+    Row Z (Z = 1..100) is the ``"Z"`` entry of CGCNN's ``atom_init.json`` as shipped by
+    jarvis-tools (``jarvis/core/atom_init.json``, what ALIGNN reads for
+    ``atom_features="cgcnn"``; the same file as matminer's ``cgcnn_atom_feature.json``); row 0
+    is zeros.  Mat2Spec (``Mat2Spec_DATA/atom_init.json``, facts.md §4.3) and Xtal2DoS (§3.2)
+    read this file; a dataset's own copy can be used with ``cgcnn_file:<path>``.
+
+    Raises:
+        ConfigError: jarvis-tools is not installed (names the ``dos_bench[tables]`` extra).
+    """
+    if "cgcnn" not in _CACHE:
+        path = ET.package_data_file("cgcnn", "atom_features='cgcnn'")
+        _CACHE["cgcnn"] = ET.read_atom_init(path)
+    return _CACHE["cgcnn"].copy()
+
+
+def cgcnn_pymatgen_features() -> np.ndarray:
+    r"""CGCNN-style 92-d binned one-hots recomputed from pymatgen: ``(101, 92)`` float32.
 
     The feature design follows T. Xie and J. C. Grossman, "Crystal Graph Convolutional Neural
     Networks for an Accurate and Interpretable Prediction of Material Properties", Phys. Rev.
     Lett. 120, 145301 (2018), Supplementary Table S2.  The values are **recomputed here from
-    pymatgen's element data**; they are *not* the original CGCNN ``atom_init.json``, so a
-    model trained with one does not transfer to the other.
+    pymatgen's element data**; they are *not* the original CGCNN ``atom_init.json`` (that is
+    :func:`cgcnn_features`, atom feature set ``cgcnn``), so a model trained with one does not
+    transfer to the other.  Atom feature set ``cgcnn_pymatgen``: it needs no optional package,
+    and the generic models (``mlp``, ``graph_network`` and their energy variants) use it.
 
     Row ``Z`` (Z = 1..100) is the concatenation of one-hot blocks (see :data:`CGCNN_BLOCKS`,
     :func:`cgcnn_block_slices`); row 0 is all zeros.
@@ -184,8 +250,7 @@ def cgcnn_features() -> np.ndarray:
         A copy of the cached table.  The first call takes about 0.3 s, mostly importing
         pymatgen's covalent-radius table (and scipy.spatial with it); later calls only copy.
     """
-    global _CGCNN_TABLE
-    if _CGCNN_TABLE is None:
+    if "cgcnn_pymatgen" not in _CACHE:
         from pymatgen.core.molecule_structure_comparator import CovalentRadius
 
         radii = dict(CovalentRadius.radius)
@@ -201,61 +266,161 @@ def cgcnn_features() -> np.ndarray:
                     idx = int(value)  # type: ignore[call-overload]
                 if idx is not None:
                     table[z, slices[name].start + idx] = 1.0
-        _CGCNN_TABLE = table
-    return _CGCNN_TABLE.copy()
+        _CACHE["cgcnn_pymatgen"] = table
+    return _CACHE["cgcnn_pymatgen"].copy()
+
+
+def matscholar200_features(zscore: bool = True) -> np.ndarray:
+    r"""Matscholar 200-d element embeddings (atom feature sets ``matscholar200[_raw]``).
+
+    The embeddings of Tshitoyan et al., Nature 571, 95 (2019) / Weston et al., J. Chem. Inf.
+    Model. 59, 3692 (2019), read from matminer's ``utils/data_files/matscholar_els.json``
+    (103 elements H ... Lr; the same values as the ``matscholar-embedding.json`` that
+    DOSTransformer's eDOS code reads, facts.md §2.1).
+
+    Args:
+        zscore: as DOSTransformer's ``data/mat2graph.py``: stack the embeddings of the 100
+            elements H ... Fm (Z = 1..100) in Z order and standardise every column with
+            scikit-learn's ``preprocessing.scale``,
+
+            .. math:: f_{Z,k} = (e_{Z,k} - \mu_k) / \sigma_k,
+
+            :math:`\mu_k`, :math:`\sigma_k` = mean and population standard deviation over
+            the 100 elements (a constant column would be left unscaled); Md, No, Lr have no row
+            (the authors' graphs index the 100-row table), shape ``(101, 200)``.  False: the
+            stored values of all 103 elements, shape ``(104, 200)``.
+
+    Returns:
+        float32 table, row 0 zeros.
+
+    Raises:
+        ConfigError: matminer is not installed (names the ``dos_bench[tables]`` extra).
+    """
+    key = "matscholar200" if zscore else "matscholar200_raw"
+    if key not in _CACHE:
+        raw = ET.matscholar_embeddings(f"atom_features={key!r}")
+        if zscore:
+            rows = raw[1:101]
+            if np.isnan(rows).any():
+                missing = (np.flatnonzero(np.isnan(rows).any(axis=1)) + 1).tolist()
+                raise DataError(f"matminer matscholar_els.json: no embedding for Z = {missing}")
+            std = rows.std(axis=0)
+            rows = (rows - rows.mean(axis=0)) / np.where(std > 0, std, 1.0)
+            table = np.zeros((101, raw.shape[1]), dtype=np.float32)
+            table[1:] = rows
+        else:
+            table = np.where(np.isnan(raw), 0.0, raw).astype(np.float32)
+        _CACHE[key] = table
+    return _CACHE[key].copy()
+
+
+def jarvis_basic_features() -> np.ndarray:
+    """JARVIS ``basic`` atom features, ``(104, 11)`` float32 (atom feature set ``jarvis_basic``).
+
+    Columns are ``jarvis.core.specie.BASIC_FEATURES`` in its order (``Z, coulmn, row, X,
+    atom_rad, nsvalence, npvalence, ndvalence, nfvalence, first_ion_en, elec_aff``), row Z
+    holds the values of jarvis-tools' ``jarvis/core/Elements.json`` for Z = 1..103 unscaled, as
+    ``jarvis.core.specie.get_node_attributes(symbol, atom_features="basic")`` returns them
+    (ALIGNN's ``atom_features="basic"``; facts.md §1.2).  Row 0 is zeros.
+
+    Raises:
+        ConfigError: jarvis-tools is not installed (names the ``dos_bench[tables]`` extra).
+    """
+    if "jarvis_basic" not in _CACHE:
+        who = "atom_features='jarvis_basic'"
+        raw = ET.jarvis_property_table(ET.jarvis_basic_keys(who), who)
+        _CACHE["jarvis_basic"] = np.where(np.isnan(raw), 0.0, raw).astype(np.float32)
+    return _CACHE["jarvis_basic"].copy()
 
 
 def onehot_features() -> np.ndarray:
     """One-hot encoding of Z = 1..100: shape ``(101, 100)``, row Z has a 1 in column Z - 1."""
-    global _ONEHOT_TABLE
-    if _ONEHOT_TABLE is None:
-        _ONEHOT_TABLE = np.eye(101, dtype=np.float32)[:, 1:]
-    return _ONEHOT_TABLE.copy()
+    if "onehot" not in _CACHE:
+        _CACHE["onehot"] = np.eye(101, dtype=np.float32)[:, 1:]
+    return _CACHE["onehot"].copy()
 
 
 def mass_onehot_features() -> np.ndarray:
     """One-hot of Z = 1..118 scaled by the atomic mass (u): shape ``(119, 118)``.
 
     Row Z has ``Element.from_Z(Z).atomic_mass`` in column Z - 1 and zeros elsewhere; this is
-    the node input of the E3NN phonon-DOS models (Chen et al., Adv. Sci. 2021).
+    the node input of the E3NN phonon-DOS models (Chen et al., Adv. Sci. 2021) and of
+    DOSTransformer's phonon code (facts.md §2.2).
     """
-    global _MASS_ONEHOT_TABLE
-    if _MASS_ONEHOT_TABLE is None:
+    if "mass_onehot" not in _CACHE:
         from pymatgen.core import Element
 
         masses = np.array([float(Element.from_Z(z).atomic_mass) for z in range(1, 119)])
         table = np.zeros((119, 118), dtype=np.float32)
         table[np.arange(1, 119), np.arange(118)] = masses
-        _MASS_ONEHOT_TABLE = table
-    return _MASS_ONEHOT_TABLE.copy()
+        _CACHE["mass_onehot"] = table
+    return _CACHE["mass_onehot"].copy()
 
 
-def _alignn5() -> np.ndarray:
-    """ALIGNN-DOS §2 five element attributes (see :mod:`dos_bench.data.element_tables`)."""
-    from dos_bench.data.element_tables import alignn_dos_features
+class _AtomFeatureSets(dict):
+    """The registry: a dict of names, whose ``in`` also accepts ``cgcnn_file:<path>`` values
+    (so a caller that validates ``name in ATOM_FEATURE_SETS`` lets them through)."""
 
-    return alignn_dos_features()
+    def __contains__(self, key: Any) -> bool:
+        return super().__contains__(key) or (
+            isinstance(key, str) and key.startswith(CGCNN_FILE_PREFIX)
+        )
 
 
-ATOM_FEATURE_SETS: dict[str, Callable[[], np.ndarray]] = {
-    "cgcnn": cgcnn_features,
-    "onehot": onehot_features,
-    "mass_onehot": mass_onehot_features,
-    "alignn5": _alignn5,
-}
-"""Atom feature tables by name; each value returns an ``(n_Z, d)`` float32 table."""
+ATOM_FEATURE_SETS: dict[str, Callable[[], np.ndarray]] = _AtomFeatureSets(
+    {
+        "cgcnn": cgcnn_features,
+        "cgcnn_pymatgen": cgcnn_pymatgen_features,
+        "matscholar200": matscholar200_features,
+        "matscholar200_raw": lambda: matscholar200_features(zscore=False),
+        "jarvis_basic": jarvis_basic_features,
+        "alignn5": ET.alignn_dos_features,
+        "alignn5_jarvis": lambda: ET.alignn_dos_jarvis_features("atom_features='alignn5_jarvis'"),
+        "onehot": onehot_features,
+        "mass_onehot": mass_onehot_features,
+    }
+)
+"""Atom feature tables by name; each value returns an ``(n_Z, d)`` float32 table.  Besides the
+names, ``cgcnn_file:<path>`` selects a CGCNN-format ``atom_init.json`` file (``in`` accepts it,
+:func:`atom_feature_table` reads it)."""
 
 
 def atom_feature_table(name: str) -> np.ndarray:
-    """The ``(n_Z, d)`` table registered as ``name`` in :data:`ATOM_FEATURE_SETS`."""
+    """The ``(n_Z, d)`` float32 table ``name``: a key of :data:`ATOM_FEATURE_SETS`, or
+    ``cgcnn_file:<path>`` for a CGCNN-format ``atom_init.json`` (``~`` expanded; a relative path
+    is relative to the working directory).
+
+    Raises:
+        ConfigError: an unknown name (lists the choices), an empty ``cgcnn_file:`` path, or a
+            table whose package is not installed (names the ``dos_bench[tables]`` extra).
+        DataError: a ``cgcnn_file:`` file that is missing or malformed (names the file).
+    """
+    name = str(name)
+    if name.startswith(CGCNN_FILE_PREFIX):
+        path = name[len(CGCNN_FILE_PREFIX) :].strip()
+        if not path:
+            raise ConfigError(
+                f"atom_features={name!r}: give the path of a CGCNN atom_init.json after "
+                f"'{CGCNN_FILE_PREFIX}'"
+            )
+        return ET.read_atom_init(path)
     try:
-        fn = ATOM_FEATURE_SETS[name]
+        fn = dict.__getitem__(ATOM_FEATURE_SETS, name)
     except KeyError:
         raise ConfigError(
-            f"atom_features={name!r} is not a known atom feature set; "
-            f"choose one of {sorted(ATOM_FEATURE_SETS)}"
+            f"atom_features={name!r} is not a known atom feature set; choose one of "
+            f"{sorted(ATOM_FEATURE_SETS)} or '{CGCNN_FILE_PREFIX}<path to atom_init.json>'"
         ) from None
     return fn()
+
+
+def atom_table_fingerprint(name: str) -> str:
+    """sha256 (16 hex digits) of the values, dtype and shape of table ``name``: equal for equal
+    tables whatever their name or source, so it can be stored beside a checkpoint."""
+    table = np.ascontiguousarray(atom_feature_table(name), dtype=np.float32)
+    h = hashlib.sha256(f"{table.dtype}{table.shape}".encode())
+    h.update(table.tobytes())
+    return h.hexdigest()[:16]
 
 
 def composition_vectors(numbers: np.ndarray, ptr: np.ndarray) -> np.ndarray:
