@@ -77,7 +77,10 @@ class DOSLitModule(L.LightningModule):
     def _shared_step(self, batch) -> tuple[Tensor, Tensor, Tensor]:
         y = batch.y.float()
         z, scale = self.target_transform.encode(y, batch)
-        out = self.model(batch, target=z)
+        # the head's label branch (Mat2Spec) reads the native spectrum or the encoded one, as the
+        # head declares; the loss always compares in representation space
+        native = getattr(self.model, "label_input", "representation") == "native"
+        out = self.model(batch, target=y if native else z)
         out = {
             k: self.target_transform.link(v) if k.startswith("pred") else v for k, v in out.items()
         }

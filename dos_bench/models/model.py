@@ -39,7 +39,9 @@ class DOSModel(nn.Module):
         head: a *partial* head constructor called as ``head(node_dim=, graph_dim=, out_dim=)``;
             the head's ``forward(enc, batch, target=None)`` returns a tensor ``(B, out_dim)`` or a
             dict with ``pred`` and extras (keys starting with ``pred`` go through the target
-            representation's link).
+            representation's link). A head whose ``target`` must be the native-unit spectrum
+            rather than the encoded one sets ``label_input = "native"`` (see
+            :attr:`label_input`).
         out_dim: length of the predicted representation (grid points, or latent size).
         name: the model's name in tables (``graph_network``, ``D-ALIGNN``, ...).
         graph: the crystal-graph recipe this model expects (cutoff, neighbours); kept so that a
@@ -64,12 +66,21 @@ class DOSModel(nn.Module):
         self.graph_recipe = dict(graph or {})
         self.atom_features = atom_features
 
+    @property
+    def label_input(self) -> str:
+        """What ``forward``'s ``target`` must be for this head: ``"representation"`` (the encoded
+        target, the default) or ``"native"`` (the spectrum in the dataset's units, ``batch.y``;
+        Mat2Spec's label branch, as the authors' ``Mat2Spec.forward`` reads the raw ``data.y``).
+        """
+        return getattr(self.head, "label_input", "representation")
+
     def forward(self, batch, target: Tensor | None = None) -> dict[str, Tensor]:
         """Returns a dict with ``pred`` ``(B, out_dim)`` plus any head-specific extras.
 
-        ``target`` is the encoded target ``(B, out_dim)`` during training and validation (heads
-        with a label branch, Mat2Spec, use it; it must never reach the ``pred`` path) and ``None``
-        for new crystals.
+        ``target`` is the ground truth during training and validation, in the space named by
+        :attr:`label_input` (encoded ``(B, out_dim)`` or native ``(B, n_points)``); heads with a
+        label branch, Mat2Spec, use it; it must never reach the ``pred`` path. ``None`` for new
+        crystals.
         """
         enc = self.encoder(batch)
         out = self.head(enc, batch, target)

@@ -461,6 +461,7 @@ def test_graph_network_edge_update_is_the_papers_concatenation() -> None:
     src, dst = b.edge_index
     h, e = enc.node_enc(b.x), enc.edge_enc(enc.rbf(b.edge_dist))
     for edge_mlp, node_mlp in zip(enc.edge_mlps, enc.node_mlps, strict=True):
-        e = e + edge_mlp(torch.cat([h[src], h[dst], e], dim=-1))
-        h = h + node_mlp(torch.cat([h, torch.zeros_like(h).index_add_(0, dst, e)], dim=-1))
+        m = edge_mlp(torch.cat([h[src], h[dst], e], dim=-1))  # the atoms sum the update m
+        h = h + node_mlp(torch.cat([h, torch.zeros_like(h).index_add_(0, dst, m)], dim=-1))
+        e = e + m
     torch.testing.assert_close(enc(b).node, h, rtol=1e-12, atol=1e-12)

@@ -3,12 +3,23 @@
 Encoder:  h⁰_i = φ_node(x_i),  b⁰_ij = φ_edge(RBF(d_ij)).
 Processor (L' layers, residual as in the authors' code)::
 
-    b^{l+1}_ij = b^l_ij + ψ_edge([h^l_j, h^l_i, b^l_ij])
-    h^{l+1}_i  = h^l_i  + ψ_node([h^l_i, Σ_{j∈N(i)} b^{l+1}_ij])
+    m^l_ij     = ψ_edge([h^l_j, h^l_i, b^l_ij])            (the edge update)
+    h^{l+1}_i  = h^l_i  + ψ_node([h^l_i, Σ_{j∈N(i)} m^l_ij])
+    b^{l+1}_ij = b^l_ij + m^l_ij
+
+Each atom sums the edge *updates* m (the paper's b^{l+1} = ψ_edge(·) before any residual), not
+the residual-updated bonds: the authors' ``Processor.forward`` (DOSTransformer repo,
+``embedder_eDOS/DOSTransformer.py``; the same in ``graphnetwork.py``) passes the ``EdgeModel``
+output straight to ``NodeModel``, which ``scatter_sum``-s it over ``edge_index[1]``, and only the
+caller adds both residuals (facts.md §2.5).
 
 ψ are 2-layer MLPs ``Linear(·→2d)–LayerNorm–PReLU–Linear(2d→d)``. Edges point from neighbour j
-(``edge_index[0]``) to centre i (``edge_index[1]``), so messages are summed at the centre. The
-crystal embedding is the sum over atoms (DOSTransformer: g is sum-pooled).
+(``edge_index[0]``) to centre i (``edge_index[1]``), so messages are summed at the centre, the
+paper's Σ_{j∈N(i)}. The authors' code concatenates ``[h[edge_index[0]], h[edge_index[1]], b]``
+and sums at ``edge_index[1]`` as here, but its graphs are stored centre-first
+(``data/mat2graph.py``), so there the sum lands on the neighbour; the two agree on symmetric
+graphs and differ on truncated 12-nearest-neighbour graphs. The crystal embedding is the sum
+over atoms (DOSTransformer: g is sum-pooled).
 """
 
 from __future__ import annotations
@@ -66,9 +77,10 @@ class GraphNetworkEncoder(nn.Module):
         h = self.node_enc(batch.x)
         b = self.edge_enc(self.rbf(batch.edge_dist))
         for edge_mlp, node_mlp in zip(self.edge_mlps, self.node_mlps, strict=True):
-            b = b + self._edge_update(edge_mlp, h, b, src, dst)
-            agg = torch.zeros_like(h).index_add_(0, dst, b)
+            m = self._edge_update(edge_mlp, h, b, src, dst)
+            agg = torch.zeros_like(h).index_add_(0, dst, m)  # Σ of the updates, not of b + m
             h = h + node_mlp(torch.cat([h, agg], dim=-1))
+            b = b + m
         return EncoderOutput(h, batch.batch, self.pool(h, batch.batch, size=batch.num_graphs))
 
     @staticmethod

@@ -15,7 +15,7 @@ learning", "Implementation and hyperparameters", Algorithm 1; facts.md §4.4). U
         e^{\frac12\log\boldsymbol\sigma^2_k})\quad(\text{training; means } \boldsymbol\mu_k
         \text{ in eval unless } \texttt{sample\_at\_test})
 
-**Label branch** (training/validation only, needs the encoded target :math:`\mathbf y`): ``L``
+**Label branch** (training/validation only, needs the ground truth :math:`\mathbf y`): ``L``
 label Gaussians shared by all materials, from the rows of the identity matrix
 :math:`I_L` through ``MLP_{512,256}`` (ReLU, dropout) → :math:`\boldsymbol\mu'_j,
 \log\boldsymbol\sigma'^2_j \in \mathbb R^D`; mixing weights from the target,
@@ -23,6 +23,18 @@ label Gaussians shared by all materials, from the rows of the identity matrix
 \mathrm{Linear}_{L\to128}(\mathbf y))))`; :math:`\mathbf z_L = \sum_j \pi'_j(\boldsymbol\mu'_j +
 \boldsymbol\epsilon_j\odot\boldsymbol\sigma'_j)`. The noise is drawn per material (the code
 draws one :math:`\boldsymbol\epsilon_j` per label Gaussian shared by the whole batch).
+
+*Which* :math:`\mathbf y` feeds the mixing weights: the paper (Results, "input label";
+Algorithm 1, :math:`Z_L = f_l(Y)`) does not say in which normalisation; in the authors' code it
+is the raw spectrum. ``train_Mat2Spec.py`` calls ``net(data)`` and
+``Mat2Spec.forward`` passes ``data.y`` (the row of ``total_dos_128.npy`` / ``ph_dos.npy`` as loaded
+by ``Mat2Spec/data.py``, unscaled) to ``label_forward``; the standardised / max- / sum-normalised
+copy of ``data.y`` is made in the training loop and goes to ``compute_loss`` only (facts.md
+§4.4). So by default (``label_input="native"``) the head declares that its ``target`` argument is
+the native-unit spectrum and :class:`dos_bench.lit.DOSLitModule` passes ``batch.y`` (the loss
+still gets the encoded target). ``label_input="representation"`` feeds the encoded target
+instead; it is needed when the representation's length differs from the grid (an autoencoder
+latent), because the mixing MLP's width is the label length ``L``.
 
 **Shared translator** :math:`f_d([\mathbf g; \mathbf z]) = \mathrm{LeakyReLU}(W_2\,
 \mathrm{ReLU}(W_1[\mathbf g;\mathbf z]))` (512, 512; the code feeds the crystal embedding to both
@@ -85,6 +97,9 @@ class Mat2SpecHead(nn.Module):
             default ``False`` (paper silent): use the means.
         test_passes: passes averaged when ``sample_at_test`` (code: 3).
         test_average: ``output`` (mean of raw outputs) or ``softmax`` (mean of probabilities).
+        label_input: what the label branch's mixing MLP reads, i.e. what ``target`` must be:
+            ``native`` (authors' code: the raw spectrum ``batch.y``) or ``representation`` (the
+            encoded target).
 
     Returns:
         dict with ``pred`` ``(B, L)`` (feature branch), ``pred_label`` ``(B, L)`` (label branch,
@@ -95,6 +110,8 @@ class Mat2SpecHead(nn.Module):
     Shapes:
         graph ``(B, graph_dim)``, target ``(B, L)`` → the dict above.
     """
+
+    LABEL_INPUTS = ("native", "representation")
 
     def __init__(
         self,
@@ -116,6 +133,7 @@ class Mat2SpecHead(nn.Module):
         sample_at_test: bool = False,
         test_passes: int = 3,
         test_average: str = "output",
+        label_input: str = "native",
     ) -> None:
         super().__init__()
         for name, val in (("predictor", predictor), ("projector", projector)):
@@ -125,6 +143,11 @@ class Mat2SpecHead(nn.Module):
             raise ConfigError(f"model.head.test_average must be output|softmax: {test_average!r}")
         if test_passes < 1:
             raise ConfigError(f"model.head.test_passes must be >= 1, got {test_passes}")
+        if label_input not in self.LABEL_INPUTS:
+            raise ConfigError(
+                f"model.head.label_input must be one of {self.LABEL_INPUTS}, got {label_input!r}"
+            )
+        self.label_input = label_input
         self.K, self.D, self.L = n_components, latent_dim, out_dim
         self.sample_at_test, self.test_passes = sample_at_test, test_passes
         self.test_average = test_average
@@ -213,6 +236,12 @@ class Mat2SpecHead(nn.Module):
         }
         if target is None:
             return out
+        if target.shape[-1] != self.L:
+            raise ValueError(
+                f"mat2spec label branch: target has {target.shape[-1]} values, the label length"
+                f" is {self.L}; with a representation shorter than the grid (autoencoder) set"
+                " model.head.label_input=representation"
+            )
         mu_l, logvar_l, pi_l = self.label_gaussians(target.to(g.dtype))
         preds, projs = [], []
         for _ in range(passes):
