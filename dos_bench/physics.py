@@ -175,11 +175,21 @@ def band_gap_from_dos(
 class FermiProbe:
     """DOSTransformer A.2 Fermi-energy probe (facts.md §2.6).
 
-    A 4-layer MLP ``L → 256 → 128 → 64 → 1`` (ReLU after each of the three hidden layers, a
-    linear output — the paper says "a non-linearity in each layer"; a ReLU on the output would
-    forbid negative standardised targets, so the output stays linear) is trained on the
-    ground-truth **train** spectra to regress the (absolute, eV) Fermi energy, then frozen and
-    applied to each model's predicted test spectra; :meth:`rmse` is the paper's "Fermi E." column.
+    A 4-layer MLP ``L → 256 → 128 → 64 → 1`` is trained on the ground-truth **train** spectra to
+    regress the (absolute, eV) Fermi energy, then frozen and applied to each model's predicted
+    test spectra; :meth:`rmse` is the paper's "Fermi E." column.
+
+    Activations. The paper (A.2, "Fermi Energy") gives the four-layer MLP "a non-linearity in
+    each layer", which read literally includes the output layer. The target is z-scored with
+    training statistics, so it takes both signs (the absolute Fermi energy does too), and an
+    activation whose image is a half-line (ReLU, softplus, sigmoid) after the last layer would
+    make half of the targets unreachable. We therefore read "each layer" with an activation that
+    is non-linear but maps ℝ onto ℝ: ``output_activation="prelu"`` (default) puts a PReLU (one
+    learnable negative-side slope, initialised at 0.25; the activation of the DOSTransformer
+    authors' MLPs, facts.md §2.5) after the output layer, so the network can still reach every
+    standardised target while all four layers have a non-linearity. The three hidden layers use
+    ReLU (the paper names no activation). ``output_activation="none"`` is the earlier linear output.
+
     Widths, optimiser and schedule are not given in the paper or code; ours: Adam(lr 1e-3), MSE on
     standardised targets, mini-batches of 128, ``epochs`` passes; ``val_fraction`` of the training
     spectra is held out and the weights of the epoch with the lowest held-out RMSE are kept.
@@ -200,9 +210,13 @@ class FermiProbe:
         val_fraction: float = 0.1,
         weight_decay: float = 0.0,
         num_threads: int | None = 1,
+        output_activation: str = "prelu",
     ) -> None:
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if output_activation not in ("prelu", "none"):
+            raise ValueError(f"output_activation must be prelu or none, got {output_activation!r}")
+        self.output_activation = output_activation
         self.hidden = tuple(int(h) for h in hidden)
         self.epochs, self.lr, self.batch_size = int(epochs), float(lr), int(batch_size)
         self.seed, self.val_fraction, self.weight_decay = int(seed), val_fraction, weight_decay
@@ -220,6 +234,8 @@ class FermiProbe:
             layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
             width = h
         layers.append(torch.nn.Linear(width, 1))
+        if self.output_activation == "prelu":
+            layers.append(torch.nn.PReLU(num_parameters=1, init=0.25))
         return torch.nn.Sequential(*layers)
 
     def _x(self, spectra: Any):

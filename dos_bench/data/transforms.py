@@ -162,22 +162,43 @@ class SumNorm(TargetTransform):
 class Standard(TargetTransform):
     """Per-grid-point z-score with mean and std of the **train split only**.
 
+    ``std_j = sqrt(Σ_i (y_ij − ȳ_j)² / (N − std_ddof))`` over the N training spectra. Mat2Spec's
+    ``standardized`` setting (``Mat2Spec_Codes/Mat2Spec/data.py``, ``DATA_normalizer``: a plain
+    ``torch.std`` over the materials) uses the unbiased std, ``std_ddof = 1``; the paper only
+    says "zero-mean, unit-variance (Standard) scaling for each energy point" (P-M2S Results), so
+    the code's choice is the default. ``std_ddof = 0`` gives the population std.
+
     Args:
         min_std: floor on the std so that grid points that are constant in the train split
-            (e.g. always zero) do not blow up.
+            (e.g. always zero) do not blow up (Mat2Spec has no floor: such a point divides by 0).
+        std_ddof: delta degrees of freedom of the std, 1 (unbiased, Mat2Spec code) or 0.
     """
 
     name = "standard"
 
-    def __init__(self, link: str = "none", clip_native: bool = True, min_std: float = 1e-6):
+    def __init__(
+        self,
+        link: str = "none",
+        clip_native: bool = True,
+        min_std: float = 1e-6,
+        std_ddof: int = 1,
+    ):
         super().__init__(link, clip_native)
+        if std_ddof not in (0, 1):
+            raise ConfigError(f"target_repr.std_ddof must be 0 or 1, got {std_ddof!r}")
         self.min_std = min_std
+        self.std_ddof = int(std_ddof)
         self.register_buffer("mean", torch.zeros(0))
         self.register_buffer("std", torch.ones(0))
 
     def _fit(self, y: Tensor) -> None:
+        if y.shape[0] <= self.std_ddof:
+            raise ConfigError(
+                f"target_repr=standard with std_ddof={self.std_ddof} needs more than "
+                f"{self.std_ddof} training spectra, got {y.shape[0]}"
+            )
         self.mean = y.mean(dim=0)
-        self.std = y.std(dim=0, unbiased=False).clamp_min(self.min_std)
+        self.std = y.std(dim=0, correction=self.std_ddof).clamp_min(self.min_std)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         # buffers change shape when fitted: adopt the checkpoint's shapes before loading
@@ -264,8 +285,10 @@ class Autoencoder(TargetTransform):
     it back.
 
     The autoencoder is trained in :meth:`fit` on the **train targets only** with an MSE
-    reconstruction loss: fully connected layers of decreasing width with ReLU, the decoder
-    mirroring them and ending in a sigmoid (outputs in [0, 1], so the inner representation must
+    reconstruction loss: fully connected layers of decreasing width, each followed by a ReLU
+    (ALIGNN-DOS §4 iii: "each layer of the encoder uses a ReLU activation function" — so by
+    default the latent itself passes through a ReLU and is non-negative), the decoder mirroring
+    them with ReLU and ending in a sigmoid (outputs in [0, 1], so the inner representation must
     lie in [0, 1]: ``max_norm`` or ``valence_norm`` as the paper). Layer widths are not given in
     the text (Fig. 3); the default ``hidden=[256, 128, 64]`` is our choice.
 
@@ -273,6 +296,8 @@ class Autoencoder(TargetTransform):
         inner: the transform applied before the autoencoder (its own statistics are fitted too).
         latent: latent size (8, 12, 16 or 20 in Table 1).
         hidden: encoder widths; the decoder mirrors them.
+        latent_activation: ``relu`` (paper §4 iii, default: ReLU after the last encoder layer
+            too, latent >= 0) or ``none`` (a linear latent layer, dos_bench's earlier behaviour).
         epochs, lr, batch_size, weight_decay: autoencoder training.
         val_fraction: share of the train targets held out to pick the best AE epoch.
         seed: seed of the AE initialisation and shuffling.
@@ -297,10 +322,16 @@ class Autoencoder(TargetTransform):
         seed: int = 0,
         link: str = "none",
         clip_native: bool = True,
+        latent_activation: str = "relu",
     ) -> None:
         super().__init__(link, clip_native)
         if latent < 1:
             raise ConfigError(f"target_repr.latent must be >= 1, got {latent}")
+        if latent_activation not in ("relu", "none"):
+            raise ConfigError(
+                f"target_repr.latent_activation must be relu or none, got {latent_activation!r}"
+            )
+        self.latent_activation = latent_activation
         self.inner = inner
         self.required_columns = tuple(inner.required_columns)
         self.latent, self.hidden = int(latent), [int(h) for h in hidden]
@@ -318,7 +349,7 @@ class Autoencoder(TargetTransform):
         enc: list[nn.Module] = []
         for i in range(len(dims) - 1):
             enc.append(nn.Linear(dims[i], dims[i + 1]))
-            if i < len(dims) - 2:
+            if i < len(dims) - 2 or self.latent_activation == "relu":
                 enc.append(nn.ReLU())
         dec: list[nn.Module] = []
         rdims = dims[::-1]
