@@ -205,6 +205,11 @@ def run_search(argv: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"conf/hparams_search/{search_name}.yaml has no hparams_search: key")
         settings = base.hparams_search
         space = parse_space(settings.get("params"))
+        # validation before work: the base config and every value the search may set
+        from dos_bench.validation import check_search_space, validate_train_config
+
+        validate_train_config(base)
+        check_search_space(space)
         direction = str(settings.get("direction", "minimize"))
         if direction not in ("minimize", "maximize"):
             raise ConfigError(f"hparams_search.direction={direction!r}: minimize or maximize")

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dos_bench.allocator import configure_cpu_allocator
 from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
-from dos_bench.io import ConfigError, DataError, atomic_write, write_json
+from dos_bench.io import ConfigError, DataError, atomic_write, ensure_writable_dir, write_json
 
 log = logging.getLogger("dos_bench.train")
 
@@ -52,10 +52,24 @@ def _wandb_offline() -> bool:
 # Registered by the importable module only: under ``python -m dos_bench.train`` this file also
 # runs as ``__main__`` (and as ``__mp_main__`` in spawned DDP workers), and the resolver must read
 # the DATA_INFO that ``dos_bench.train.train`` fills.
+#: longest job directory name built from the overrides (file systems allow 255 bytes)
+MAX_JOB_DIRNAME = 120
+
+
 def _path_safe(text: str) -> str:
     """A sweep job's override string as one directory name: config-group overrides such as
-    ``model/head=rnn`` would otherwise nest the job directory (``/`` becomes ``.``)."""
-    return str(text).replace("/", ".")
+    ``model/head=rnn`` would otherwise nest the job directory (``/`` becomes ``.``), and a long
+    override list (a table preset passes 16) is cut to :data:`MAX_JOB_DIRNAME` characters and
+    ended by a hash of the whole string, so names stay unique and within the file system's limit
+    (the full overrides are in the job's ``.hydra/overrides.yaml``)."""
+    import hashlib
+
+    name = str(text).replace("/", ".")
+    if len(name.encode()) <= MAX_JOB_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    head = name.encode()[: MAX_JOB_DIRNAME - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
 
 
 if __name__ not in ("__main__", "__mp_main__"):
@@ -119,8 +133,25 @@ def build_callbacks(cfg: DictConfig) -> list:
     return [build(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 
 
-def build_loggers(cfg: DictConfig) -> list:
-    return [build(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+def build_loggers(cfg: DictConfig, resume: dict[str, Any] | None = None) -> list:
+    """The configured loggers. ``resume`` (:func:`dos_bench.resume.checkpoint_position` of the
+    resumed checkpoint) makes the CSV logger keep its rows up to that epoch and a wandb logger
+    continue the run id it wrote in this run directory."""
+    from dos_bench.resume import wandb_run_id
+
+    run_id = wandb_run_id(_run_dir(cfg)) if resume else None
+    loggers = []
+    for node in (cfg.get("logger") or {}).values():
+        if node is None:
+            continue
+        kwargs: dict[str, Any] = {}
+        if run_id and str(node.get("_target_", "")).endswith("WandbLogger"):
+            kwargs = {"id": run_id, "resume": "allow"}
+        lg = build(node, **kwargs)
+        if resume and hasattr(lg, "resume_from"):
+            lg.resume_from(resume["epoch"], resume.get("epoch_row"))
+        loggers.append(lg)
+    return loggers
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -138,6 +169,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     t_start = time.perf_counter()
     _route_lightning_logs()
+    from dos_bench.validation import validate_train_config
+
+    validate_train_config(cfg)  # types and ranges of the keys, the monitor: before any work
     run_dir = _run_dir(cfg)
     done = run_dir / "metrics.json"
     if cfg.get("skip_completed", True) and done.exists():
@@ -148,14 +182,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if plan.mode == "external" and not plan.is_writer:
         # srun/torchrun started every rank with the Hydra job: only rank 0 fills the job's log
         logging.getLogger().setLevel(logging.WARNING)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = _resume_path(cfg, run_dir)
-    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
-    configure_cpu_allocator(cfg.get("cpu_allocator", "retain"))
-    prep = _prepare(cfg, run_dir, write=plan.is_writer)
-    if plan.mode == "elastic":
-        return _launch_elastic(prep, plan.world_size, ckpt_path)
-    return _fit_and_test(cfg, prep, ckpt_path, t_start, distributed=plan.distributed)
+    ensure_writable_dir(run_dir, key="paths.output_dir")  # unwritable: one ConfigError
+    # one run per directory: the launching process / rank 0 holds <run dir>/.dos_bench.lock until
+    # the run ends (other ranks and the elastic workers belong to the same run)
+    from dos_bench.resume import RunLock
+
+    lock = RunLock(run_dir).acquire() if plan.is_writer else None
+    try:
+        ckpt_path = _resume_path(cfg, run_dir)
+        torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+        configure_cpu_allocator(cfg.get("cpu_allocator", "retain"))
+        prep = _prepare(cfg, run_dir, write=plan.is_writer)
+        if plan.mode == "elastic":
+            return _launch_elastic(prep, plan.world_size, ckpt_path)
+        return _fit_and_test(cfg, prep, ckpt_path, t_start, distributed=plan.distributed)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 class _Prepared:
@@ -290,16 +333,19 @@ def _fit_and_test(
     }
 
     timer = EpochTimer(t_start)
-    loggers = build_loggers(cfg)
+    from dos_bench.resume import ResumeState, checkpoint_position
+
+    loggers = build_loggers(cfg, checkpoint_position(ckpt_path) if ckpt_path else None)
     try:
         callbacks = build_callbacks(cfg)
         extra = dict(trainer_kwargs or {})
         if any(type(c).__name__ == "EpochLineLogger" for c in callbacks):
             extra["enable_progress_bar"] = False
         trainer: L.Trainer = build(
-            cfg.trainer, callbacks=callbacks + [timer], logger=loggers, **extra
+            cfg.trainer, callbacks=callbacks + [timer, ResumeState()], logger=loggers, **extra
         )
-        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path)
+        # weights_only=True explicitly: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn it off
+        trainer.fit(lit, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
         if not distributed:
             metrics = _test_and_write(cfg, trainer, lit, dm, tt, model, timer, run_dir, n_params)
         else:
@@ -368,7 +414,14 @@ def _test_on_rank_zero(
 
 
 def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
-    """``ckpt_path=last`` continues from this run directory's ``checkpoints/last.ckpt``."""
+    """``ckpt_path=last`` continues from this run directory's ``checkpoints/last.ckpt``.
+
+    The checkpoint is checked here, before any data is prepared: it must load with
+    ``torch.load(weights_only=True)`` (:func:`dos_bench.resume.checkpoint_position`), else one
+    :class:`DataError` names the file.
+    """
+    from dos_bench.resume import checkpoint_position
+
     ckpt = cfg.get("ckpt_path")
     if ckpt in (None, ""):
         return None
@@ -377,10 +430,16 @@ def _resume_path(cfg: DictConfig, run_dir: Path) -> str | None:
         if not last.exists():
             log.warning("ckpt_path=last but %s does not exist: starting from scratch", last)
             return None
-        log.info("resuming from %s", last)
-        return str(last)
+        ckpt = last
     if not Path(ckpt).is_file():
         raise ConfigError(f"ckpt_path={ckpt}: no such checkpoint file")
+    pos = checkpoint_position(ckpt)
+    log.info(
+        "resuming from %s (epoch %d complete; epoch %d is trained from its start)",
+        ckpt,
+        pos["epoch"],
+        pos["epoch"] + 1,
+    )
     return str(ckpt)
 
 
@@ -405,7 +464,9 @@ def _test_and_write(
 
     ckpt_cb = trainer.checkpoint_callback
     best = getattr(ckpt_cb, "best_model_path", "") if ckpt_cb is not None else ""
-    (tester or trainer).test(lit, datamodule=dm, ckpt_path=best or None, verbose=False)
+    (tester or trainer).test(
+        lit, datamodule=dm, ckpt_path=best or None, verbose=False, weights_only=True
+    )
     res = lit.test_results
     if res is None:
         raise RuntimeError("the test loop produced no predictions (is the test split empty?)")

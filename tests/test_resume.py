@@ -1,74 +1,460 @@
-"""A run killed mid-training resumes with ckpt_path=last; multirun jobs that finished are skipped;
-wandb works offline without a key."""
+"""Exact resume: a run SIGKILLed at any point and resumed with ckpt_path=last ends with the
+uninterrupted run's test metrics and training curves; checkpoints load with weights_only=True
+only; one run per run directory (lock file); multirun jobs that finished are skipped; wandb works
+offline without a key."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
-from conftest import CLI_SMALL, cli_env, train_cli
+from conftest import CLI_SMALL, cli_env, compose_cfg, train_cli
 
-KILLER = textwrap.dedent('''
-    import os, signal
-    from lightning.pytorch.callbacks import Callback
+from dos_bench.io import ConfigError, DataError
+from dos_bench.resume import (
+    LOCK_NAME,
+    ResumableCSVLogger,
+    RunDirLocked,
+    RunLock,
+    load_checkpoint_safely,
+    wandb_run_id,
+)
 
-    class KillAfterEpoch(Callback):
-        """Fault injection: SIGKILL the process once epoch `epoch` has been checkpointed."""
-        def __init__(self, epoch: int):
-            self.epoch = epoch
+# Fault injection: block at a chosen point so that the test can SIGKILL the process exactly
+# there. ``StallAfterCheckpoint`` is a Checkpoint callback, which Lightning runs after the
+# ModelCheckpoints: it blocks after last.ckpt of the epoch is written, before Lightning logs the
+# epoch's training row.
+STALL = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    from lightning.pytorch.callbacks import Callback, Checkpoint
+
+    class Stall(Callback):
+        def __init__(self, hook: str, epoch: int, marker: str, batch: int = 0):
+            self.hook, self.epoch, self.batch, self.marker = hook, epoch, batch, marker
+
+        def _maybe(self, trainer, hook, batch_idx=0):
+            if (hook, trainer.current_epoch, batch_idx) == (self.hook, self.epoch, self.batch) \\
+                    and not trainer.sanity_checking:
+                Path(self.marker).write_text(str(os.getpid()))
+                time.sleep(3600)
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self._maybe(trainer, "on_train_batch_start", batch_idx)
+
+        def on_validation_end(self, trainer, pl_module):
+            self._maybe(trainer, "on_validation_end")
+
         def on_train_epoch_end(self, trainer, pl_module):
-            if trainer.current_epoch == self.epoch:
-                trainer.save_checkpoint(trainer.checkpoint_callback.dirpath + "/last.ckpt")
-                os.kill(os.getpid(), signal.SIGKILL)
-''')
+            self._maybe(trainer, "on_train_epoch_end")
+
+    class StallAfterCheckpoint(Checkpoint, Stall):
+        pass
+""")
+
+# dropout: the global RNG state matters, so restoring it from the checkpoint is tested too
+BASE = ["dataset=toy_phdos", "model=mlp", "model.head.dropout=0.2", "trainer=debug", *CLI_SMALL]
 
 
-BASE = ["dataset=toy_phdos", "model=mlp", "trainer=debug", *CLI_SMALL]
-
-
-def _run(args, tmp_path, data_dir):
-    """Four debug epochs; ``tmp_path`` on the path so configs can name ``killer.KillAfterEpoch``."""
+def _env(tmp_path: Path, data_dir: Path, **extra: str) -> dict[str, str]:
     path = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    env = cli_env(data_dir, PYTHONPATH=path)
-    return train_cli([*BASE, "trainer.max_epochs=4", *args], data_dir, tmp_path, env=env)
+    return cli_env(data_dir, PYTHONPATH=path, **extra)
 
 
-def _last_epoch(run: Path) -> int:
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+def _run(args, tmp_path, data_dir, epochs=4):
+    """Debug epochs; ``tmp_path`` on the path so configs can name ``stall.Stall``."""
+    env = _env(tmp_path, data_dir)
+    return train_cli([*BASE, f"trainer.max_epochs={epochs}", *args], data_dir, tmp_path, env=env)
+
+
+def _last_epoch(run: Path) -> int | None:
+    """Epoch of ``last.ckpt``, or None while it does not exist (or is being replaced)."""
+    try:
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    except (FileNotFoundError, RuntimeError, EOFError):
+        return None
     return int(ckpt["epoch"])
 
 
-def test_killed_run_resumes_to_the_same_number_of_epochs(tmp_path, data_dir):
-    (tmp_path / "killer.py").write_text(KILLER)
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    p = _run([f"hydra.run.dir={full}"], tmp_path, data_dir)
-    assert p.returncode == 0, p.stderr[-2000:]
-    p = _run(
-        [
-            f"hydra.run.dir={cut}",
-            "+callbacks.killer._target_=killer.KillAfterEpoch",
-            "+callbacks.killer.epoch=1",
-        ],
-        tmp_path,
-        data_dir,
-    )
-    assert p.returncode != 0  # killed
-    assert not (cut / "metrics.json").exists()
-    assert _last_epoch(cut) == 1
-    p = _run([f"hydra.run.dir={cut}", "ckpt_path=last"], tmp_path, data_dir)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "resuming from" in p.stdout + p.stderr
+def _has_checkpoint_of(run: Path, epoch: int) -> bool:
+    last = _last_epoch(run)
+    return last is not None and last >= epoch
+
+
+def _kill_at(tmp_path, data_dir, run: Path, epochs, stall, hook, epoch, batch, while_stalled=None):
+    """Start ``dos-train`` in ``run``, wait until it stalls at (hook, epoch, batch) and until
+    last.ckpt holds epoch ``epoch - 1`` or later, call ``while_stalled(pid)``, SIGKILL it;
+    returns the killed process's pid."""
+    (tmp_path / "stall.py").write_text(STALL)
+    marker = tmp_path / f"stalled-{run.name}"
+    args = [
+        *BASE,
+        f"trainer.max_epochs={epochs}",
+        f"hydra.run.dir={run}",
+        f"+callbacks.stall._target_=stall.{stall}",
+        f"+callbacks.stall.hook={hook}",
+        f"+callbacks.stall.epoch={epoch}",
+        f"+callbacks.stall.batch={batch}",
+        f"+callbacks.stall.marker={marker}",
+    ]
+    cmd = [sys.executable, "-m", "dos_bench.train", *args]
+    log = tmp_path / f"{run.name}.log"
+    with open(log, "w") as out:  # a file, not a pipe: a full pipe would block the run
+        p = subprocess.Popen(
+            cmd, cwd=tmp_path, env=_env(tmp_path, data_dir), stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while not (marker.exists() and _has_checkpoint_of(run, epoch - 1)):
+            assert p.poll() is None, (
+                f"the run ended before the kill point: {log.read_text()[-3000:]}"
+            )
+            assert time.monotonic() < deadline, "the run never reached the kill point"
+            time.sleep(0.2)
+        if while_stalled is not None:
+            while_stalled(p.pid)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert not (run / "metrics.json").exists()
+    assert (run / LOCK_NAME).exists()  # SIGKILL: no chance to remove the lock
+    return p.pid
+
+
+def _check_second_run_refused(tmp_path, data_dir, run: Path, owner: int) -> None:
+    """While the first run holds the directory, a second one stops at once with one message."""
+    csv_before = (run / "csv" / "metrics.csv").read_bytes()
+    p = _run([f"hydra.run.dir={run}"], tmp_path, data_dir)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "ERROR" in ln]
+    assert len(errors) == 1, p.stderr[-3000:]
+    assert str(run) in errors[0] and f"pid {owner} on host {socket.gethostname()}" in errors[0]
+    assert (run / "csv" / "metrics.csv").read_bytes() == csv_before
+
+
+def _rows(run: Path) -> list[dict[str, float]]:
+    with open(run / "csv" / "metrics.csv", newline="") as fh:
+        return [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+
+
+def _assert_same_result(full: Path, cut: Path, epochs: int) -> None:
     m_full = json.loads((full / "metrics.json").read_text())
     m_cut = json.loads((cut / "metrics.json").read_text())
-    assert m_full["epochs_completed"] == m_cut["epochs_completed"] == 4
-    assert _last_epoch(cut) == _last_epoch(full)
-    # the resumed process trained only the remaining epochs
-    assert m_cut["timing"]["n_train_epochs"] == 2
+    assert m_full["epochs_completed"] == m_cut["epochs_completed"] == epochs
+    assert m_cut["selection"]["best_val"] == pytest.approx(m_full["selection"]["best_val"])
+    assert m_cut["test"].keys() == m_full["test"].keys()
+    for k, v in m_full["test"].items():
+        assert m_cut["test"][k] == pytest.approx(v, rel=1e-6, abs=1e-6), k
+    rows_full, rows_cut = _rows(full), _rows(cut)
+    # a training and a validation row per epoch, then the test row: each exactly once
+    assert [r["epoch"] for r in rows_full] == [*np.repeat(np.arange(epochs), 2), epochs]
+    assert len(rows_cut) == len(rows_full)
+    for a, b in zip(rows_full, rows_cut, strict=True):
+        assert a.keys() == b.keys(), (a, b)
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-6)
 
 
+def _resume(tmp_path, data_dir, cut: Path, epochs: int, killed_pid: int):
+    p = _run([f"hydra.run.dir={cut}", "ckpt_path=last"], tmp_path, data_dir, epochs)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout + p.stderr
+    assert "resuming from" in out and "RNG states restored" in out
+    assert f"taking over the stale lock of pid {killed_pid}" in out
+    assert not (cut / LOCK_NAME).exists()
+    return p
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
+    """Two epochs; SIGKILL mid-epoch 1 (after epoch 0's checkpoint); a second run in the same
+    directory is refused meanwhile; the resumed run equals the uninterrupted one."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    p = _run([f"hydra.run.dir={full}"], tmp_path, data_dir, epochs=2)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert not (full / LOCK_NAME).exists()
+    pid = _kill_at(
+        tmp_path,
+        data_dir,
+        cut,
+        2,
+        "Stall",
+        "on_train_batch_start",
+        1,
+        1,
+        while_stalled=lambda owner: _check_second_run_refused(tmp_path, data_dir, cut, owner),
+    )
+    assert [r["epoch"] for r in _rows(cut)] == [0, 0]
+    _resume(tmp_path, data_dir, cut, 2, pid)
+    _assert_same_result(full, cut, 2)
+    # the resumed process trained only the interrupted epoch, from its start
+    assert json.loads((cut / "metrics.json").read_text())["timing"]["n_train_epochs"] == 1
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+    tmp = tmp_path_factory.mktemp("full")
+    p = _run([f"hydra.run.dir={tmp / 'full'}"], tmp, data_dir, epochs=4)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return tmp / "full"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "stall, hook, epoch, batch",
+    [
+        ("Stall", "on_train_batch_start", 2, 1),  # mid-epoch 2, after epoch 1's checkpoint
+        ("Stall", "on_validation_end", 2, 0),  # epoch 2's val row written, no checkpoint yet
+        ("StallAfterCheckpoint", "on_train_epoch_end", 2, 0),  # checkpoint, no train row yet
+    ],
+    ids=["mid-epoch", "before-checkpoint", "after-checkpoint"],
+)
+def test_run_killed_at_any_point_resumes_exactly(
+    tmp_path, data_dir, uninterrupted, stall, hook, epoch, batch
+):
+    cut = tmp_path / "cut"
+    pid = _kill_at(tmp_path, data_dir, cut, 4, stall, hook, epoch, batch)
+    _resume(tmp_path, data_dir, cut, 4, pid)
+    _assert_same_result(uninterrupted, cut, 4)
+
+
+# ---------------------------------------------------------------------------- checkpoint safety
+def _evil(path: Path, marker: Path) -> None:
+    """A pickle that runs ``touch marker`` when unpickled (tests/data/fixtures.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "dos_resume_fixtures", Path(__file__).parent / "data" / "fixtures.py"
+    )
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    fixtures.write_evil_pickle(path, os.system, (f"touch {marker}",))
+
+
+def test_malicious_checkpoint_is_refused_on_the_command_line(tmp_path, data_dir):
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.ckpt"
+    _evil(evil, marker)
+    env = _env(tmp_path, data_dir, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    run = tmp_path / "run"
+    args = [*BASE, f"hydra.run.dir={run}", f"ckpt_path={evil}"]
+    p = train_cli(args, data_dir, tmp_path, env=env)
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "ERROR" in ln]
+    assert len(errors) == 1 and str(evil) in errors[0] and "weights_only=True" in errors[0]
+    assert not marker.exists()
+    assert not (run / "config_resolved.yaml").exists() and not (run / LOCK_NAME).exists()
+
+
+def test_malicious_last_checkpoint_is_refused(tmp_path, data_dir, monkeypatch):
+    """``ckpt_path=last`` with a pickle in place of last.ckpt, torch's default forced off."""
+    from dos_bench.train import train
+
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    marker, run = tmp_path / "pwned", tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    _evil(last, marker)
+    cfg = compose_cfg(["model=mlp", "ckpt_path=last"], data_dir, run)
+    with pytest.raises(DataError, match=str(last)):
+        train(cfg)
+    assert not marker.exists()
+    assert not (run / LOCK_NAME).exists()  # released on error too
+    with pytest.raises(DataError, match="refused"):
+        load_checkpoint_safely(last)
+    assert not marker.exists()
+
+
+def test_every_checkpoint_load_is_weights_only(tmp_path, data_dir, monkeypatch):
+    """A run, then its resume: each torch.load (our check, Lightning's resume, the test of the
+    best checkpoint) is called with weights_only=True."""
+    from dos_bench.train import train
+
+    run = tmp_path / "run"
+    train(compose_cfg(["model=mlp", "trainer.max_epochs=1", "plots=false"], data_dir, run))
+    (run / "metrics.json").unlink()
+    calls: list = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    m = train(
+        compose_cfg(
+            ["model=mlp", "trainer.max_epochs=2", "ckpt_path=last", "plots=false"], data_dir, run
+        )
+    )
+    assert m["timing"]["n_train_epochs"] == 1
+    assert len(calls) >= 3 and all(c is True for c in calls), calls
+
+
+# ---------------------------------------------------------------------------- lock
+def _write_lock(run: Path, pid: int, host: str | None = None) -> Path:
+    run.mkdir(parents=True, exist_ok=True)
+    lock = run / LOCK_NAME
+    info = {"pid": pid, "host": host or socket.gethostname(), "started": "then", "token": "x"}
+    lock.write_text(json.dumps(info))
+    return lock
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_locked_run_directory_stops_a_second_run(tmp_path, data_dir):
+    """A live owner (this test process) holds the lock: the CLI run stops with one message."""
+    run = tmp_path / "run"
+    lock = _write_lock(run, os.getpid())
+    before = lock.read_text()
+    p = _run([f"hydra.run.dir={run}"], tmp_path, data_dir, epochs=1)
+    assert p.returncode == 2, p.stderr[-3000:]
+    errors = [ln for ln in (p.stdout + p.stderr).splitlines() if "ERROR" in ln]
+    assert len(errors) == 1, p.stderr[-3000:]
+    assert (
+        str(run) in errors[0] and f"pid {os.getpid()} on host {socket.gethostname()}" in errors[0]
+    )
+    assert lock.read_text() == before  # not taken, not removed
+    assert not (run / "config_resolved.yaml").exists() and not (run / "csv").exists()
+
+
+@pytest.mark.parametrize("owner", ["live", "other-host", "garbage"])
+def test_lock_held_by_a_live_or_unknown_owner_is_refused(tmp_path, owner):
+    run = tmp_path / "run"
+    if owner == "garbage":
+        (run).mkdir()
+        (run / LOCK_NAME).write_text("{half")
+    else:
+        host = "some-other-node" if owner == "other-host" else None
+        _write_lock(run, os.getpid() if owner == "live" else _dead_pid(), host)
+    with pytest.raises(RunDirLocked, match=str(run)) as e:
+        RunLock(run).acquire()
+    assert isinstance(e.value, ConfigError)
+    assert (run / LOCK_NAME).exists()
+    assert [p.name for p in run.iterdir()] == [LOCK_NAME]  # no temporary files left
+
+
+def test_stale_lock_is_taken_over_and_released(tmp_path, caplog):
+    run = tmp_path / "run"
+    dead = _dead_pid()
+    _write_lock(run, dead)
+    with caplog.at_level("WARNING", logger="dos_bench.resume"):
+        lock = RunLock(run).acquire()
+    assert f"stale lock of pid {dead}" in caplog.text
+    info = json.loads((run / LOCK_NAME).read_text())
+    assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
+    with pytest.raises(RunDirLocked, match=f"pid {os.getpid()}"):
+        RunLock(run).acquire()  # now held by a live owner
+    lock.release()
+    assert list(run.iterdir()) == []
+
+
+def test_lock_is_released_when_the_run_fails(tmp_path, data_dir):
+    from dos_bench.train import train
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="last.ckpt"):
+        train(compose_cfg(["model=mlp", "ckpt_path=last"], data_dir, run))
+    assert not (run / LOCK_NAME).exists()
+
+
+# ---------------------------------------------------------------------------- pieces
+def test_shuffle_order_of_an_epoch_does_not_depend_on_history():
+    from dos_bench.data.datamodule import EpochShuffleSampler
+
+    data = list(range(50))
+    a = EpochShuffleSampler(data, seed=3)
+    orders = []
+    for epoch in range(3):
+        a.set_epoch(epoch)
+        orders.append(list(a))
+    b = EpochShuffleSampler(data, seed=3)
+    b.set_epoch(2)
+    next(iter(b))  # an iterator created and dropped (as Lightning does on restart)
+    assert list(b) == orders[2] == list(b)
+    assert orders[0] != orders[1] != orders[2]
+    assert sorted(orders[1]) == data
+    c = EpochShuffleSampler(data, seed=4)
+    c.set_epoch(2)
+    assert list(c) != orders[2]
+
+
+def _write_csv(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+CSV_HEAD = "epoch,step,train/loss,val/mae\n"
+CSV_ROWS = "0,3,,0.5\n0,3,0.4,\n1,7,,0.3\n1,7,0.2,\n2,11,,0.25\n"
+
+
+@pytest.mark.parametrize("cut_short", [False, True])
+def test_csv_logger_keeps_rows_up_to_the_checkpoint_epoch(tmp_path, cut_short):
+    path = tmp_path / "csv" / "metrics.csv"
+    _write_csv(path, CSV_HEAD + CSV_ROWS + ("2,11,0.1" if cut_short else ""))
+    lg = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
+    lg.resume_from(1)
+    lg.log_metrics({"val/mae": 0.125, "epoch": 2}, step=11)
+    lg.save()
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["epoch"], r["val/mae"], r["train/loss"]) for r in rows] == [
+        ("0", "0.5", ""),
+        ("0", "", "0.4"),
+        ("1", "0.3", ""),
+        ("1", "", "0.2"),
+        ("2", "0.125", ""),  # the re-run epoch's row once, from the resumed run
+    ]
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_csv_logger_restores_the_training_row_the_kill_lost(tmp_path):
+    path = tmp_path / "csv" / "metrics.csv"
+    _write_csv(path, CSV_HEAD + "0,3,,0.5\n0,3,0.4,\n1,7,,0.3\n")
+    lg = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
+    lg.resume_from(1, {"train/loss": 0.2, "epoch": 1, "step": 7})
+    lg.log_metrics({"val/mae": 0.125, "epoch": 2}, step=11)
+    lg.save()
+    rows = list(csv.DictReader(path.open()))
+    assert [(r["epoch"], r["step"], r["train/loss"]) for r in rows][-2:] == [
+        ("1", "7", "0.2"),
+        ("2", "11", ""),
+    ]
+
+
+def test_csv_logger_without_resume_starts_a_new_file(tmp_path):
+    path = tmp_path / "csv" / "metrics.csv"
+    _write_csv(path, CSV_HEAD + CSV_ROWS)
+    lg = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
+    lg.log_metrics({"val/mae": 0.9, "epoch": 0}, step=3)
+    lg.save()
+    assert [r["val/mae"] for r in csv.DictReader(path.open())] == ["0.9"]
+
+
+def test_wandb_run_id_of_a_run_directory(tmp_path):
+    assert wandb_run_id(tmp_path) is None
+    for name in ("offline-run-20250101_000000-abc123", "offline-run-20250102_000000-def456"):
+        (tmp_path / "wandb" / name).mkdir(parents=True)
+    (tmp_path / "wandb" / "latest-run").mkdir()
+    assert wandb_run_id(tmp_path) == "def456"
+
+
+# ---------------------------------------------------------------------------- sweeps, wandb
 def test_completed_job_is_skipped(tmp_path, data_dir):
     run = tmp_path / "r"
     p = _run([f"hydra.run.dir={run}"], tmp_path, data_dir)

@@ -16,6 +16,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from torch.utils.data import RandomSampler
 from torch_geometric.loader import DataLoader
 
 from dos_bench.data.features import ATOM_FEATURE_SETS
@@ -39,7 +40,40 @@ def structure_fingerprint(rs: RecordSet) -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = ["DOSDataModule"]
+__all__ = ["DOSDataModule", "EpochShuffleSampler"]
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A random order of the training set that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every training epoch, and every iteration re-seeds
+    the sampler's generator from ``(seed, epoch)``: the order of epoch ``k`` is the same whether
+    the run got there without a break or resumed from a checkpoint (which holds the epoch
+    counter), however often Lightning creates the loader's iterator. A generator seeded once per
+    loader would instead give a resumed run the orders of epochs 0, 1, ... again. Being a
+    ``RandomSampler``, it is still swapped for a shuffling ``DistributedSampler`` under DDP, which
+    also seeds by ``seed + epoch``. :attr:`loader_generator` is for the ``DataLoader`` (worker
+    base seeds), re-seeded in :meth:`set_epoch` too, so that no loader draws from the global RNG.
+    """
+
+    def __init__(self, data_source, seed: int, epoch: int = 0) -> None:
+        super().__init__(data_source, generator=torch.Generator())
+        self.seed = int(seed)
+        self.loader_generator = torch.Generator()
+        self.set_epoch(epoch)
+
+    def _epoch_seed(self, salt: int = 0) -> int:
+        # SeedSequence mixes (seed, epoch) into a well-spread 64-bit seed
+        state = np.random.SeedSequence([self.seed % 2**64, self.epoch, salt]).generate_state(2)
+        return int(state[0]) << 32 | int(state[1])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.loader_generator.manual_seed(self._epoch_seed(salt=1))
+
+    def __iter__(self):
+        self.generator.manual_seed(self._epoch_seed())
+        yield from super().__iter__()
 
 
 class DOSDataModule(L.LightningDataModule):
@@ -177,12 +211,13 @@ class DOSDataModule(L.LightningDataModule):
         return [self.data[i] for i in self.split.part(part)]
 
     def train_dataloader(self) -> DataLoader:
-        g = torch.Generator().manual_seed(self.shuffle_seed)
+        subset = self._subset("train")
+        sampler = EpochShuffleSampler(subset, self.shuffle_seed)
         return DataLoader(
-            self._subset("train"),
+            subset,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=g,
+            sampler=sampler,
+            generator=sampler.loader_generator,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

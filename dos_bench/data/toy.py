@@ -178,7 +178,7 @@ from typing import Any
 import numpy as np
 
 from dos_bench.data.records import RecordSet
-from dos_bench.io import ConfigError, DataError, stable_hash
+from dos_bench.io import ConfigError, DataError, memory_cache, save_cache, stable_hash
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -1175,6 +1175,8 @@ class _ToyDataset:
     def load(self, data_dir: str | Path) -> RecordSet:
         """Read the cached set from ``data_dir`` or generate it and write it there atomically."""
         path = self.cache_path(data_dir)
+        if (kept := memory_cache(path)) is not None:  # read-only data directory, same process
+            return kept
         if path.exists():
             log.info("reusing cached %s at %s", self.name, path)
             rs = RecordSet.load(path)
@@ -1189,10 +1191,11 @@ class _ToyDataset:
             return rs
         t0 = time.perf_counter()
         rs = self.generate()
-        rs.save(path)
+        saved = save_cache(rs, path)  # a read-only data directory: kept in memory, one warning
         log.info(
-            "generated %s (%d materials) in %.1f s, saved to %s",
-            self.name, len(rs), time.perf_counter() - t0, path,
+            "generated %s (%d materials) in %.1f s, %s",
+            self.name, len(rs), time.perf_counter() - t0,
+            f"saved to {path}" if saved else "kept in memory",
         )  # fmt: skip
         return rs
 
