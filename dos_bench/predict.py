@@ -4,8 +4,12 @@
 
 The checkpoint carries everything needed (written by ``dos-train``): the resolved config (model,
 graph recipe, atom features, target representation) and the grid and units. Structures are read
-with pymatgen (CIF, POSCAR/CONTCAR, any format ``Structure.from_file`` knows). A file that cannot
-be read is reported by name and the others still run; the exit code is non-zero if any failed.
+with pymatgen (CIF, POSCAR/CONTCAR, any format ``Structure.from_file`` knows) and checked like
+training data (:mod:`dos_bench.data.structure_checks`, options ``structure_checks`` in
+``predict.yaml``): an unreadable file, an unknown element (or one missing from the model's atom
+feature table), overlapping atoms, a disordered site or (graphs without self loops) an atom with
+no neighbour within the model's cutoff is reported with the file name and the reason and skipped;
+the other files are still predicted and written, and the exit code is 1 if any file failed.
 
 Outputs (``output_dir``, default ``outputs/predict/<time>``): ``predictions.csv`` (one row per
 material: file, formula, atoms, derived quantities), ``predictions.npz`` (ids, grid, spectra) and
@@ -29,7 +33,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from dos_bench.config import CONF_DIR
-from dos_bench.io import ConfigError, DataError, atomic_write
+from dos_bench.io import ConfigError, DataError, atomic_write, ensure_writable_dir
 
 log = logging.getLogger("dos_bench.predict")
 
@@ -110,10 +114,43 @@ class Predictor:
         self.tt.eval()
         self.graph = GraphRecipe(**dict(self.cfg.model.graph))
         self.atom_features = str(self.cfg.model.atom_features)
+        self._table_rows: int | None = None
         self.grid = np.asarray(self.meta["grid"], dtype=np.float64)
         inner = getattr(self.tt, "inner", self.tt)
         self.normalised = bool(getattr(inner, "per_sample", False))
         self._torch = torch
+
+    def check(self, structure: Any, sid: str, where: str, isolated_atoms: str = "error") -> None:
+        """Raise :class:`DataError` (starting with ``where``) if this model cannot take the
+        structure: an element without a row in its atom-feature table, or an atom with no
+        neighbour within its graph cutoff (``isolated_atoms``: ``error`` or ``warn``; graphs with
+        self loops only warn, see :func:`~dos_bench.data.graphs.check_isolated`)."""
+        from dos_bench.data.features import atom_feature_table
+        from dos_bench.data.graphs import build_graphs, check_isolated
+        from dos_bench.data.records import DOSRecord, RecordSet
+
+        if self._table_rows is None:
+            self._table_rows = int(atom_feature_table(self.atom_features).shape[0])
+        z = np.asarray(structure.atomic_numbers, dtype=np.int64)
+        bad = (z < 1) | (z >= self._table_rows)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise DataError(
+                f"{where}: element {structure[k].specie} (Z={int(z[k])}) at site {k} has no row "
+                f"in the model's atom-feature table {self.atom_features!r} "
+                f"(Z 1..{self._table_rows - 1})"
+            )
+        dummy = np.zeros(1)
+        rs = RecordSet.from_records([DOSRecord(sid, structure, dummy, dummy)])
+        check_isolated(
+            rs,
+            build_graphs(rs, self.graph, progress=False),
+            self.graph,
+            policy=isolated_atoms,
+            where=f"{where}: ",
+            option="structure_checks.isolated_atoms",
+            remedy="The cutoff is part of the trained model",
+        )
 
     def predict(self, structures: list, ids: list[str]) -> np.ndarray:
         """Spectra ``(N, L)`` for pymatgen structures (native units unless ``normalised``)."""
@@ -182,34 +219,36 @@ def plot_spectrum(
 
 def predict(cfg: DictConfig) -> int:
     """Run prediction; returns the number of files that could not be used."""
-    from pymatgen.core import Structure
+    from dos_bench.data.structure_checks import StructureChecks, read_structure_file
 
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is required: ckpt_path=<run>/checkpoints/<file>.ckpt")
     if not cfg.get("inputs"):
         raise ConfigError("inputs is required: inputs=<CIF/POSCAR file or folder>")
+    checks = StructureChecks.from_config(cfg.get("structure_checks"), prefix="structure_checks")
     predictor = Predictor(cfg.ckpt_path)
     files = find_inputs(
         OmegaConf.to_object(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs
     )
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_writable_dir(Path(cfg.output_dir), key="output_dir")
     structures, names, failed = [], [], []
+    reasons: list[str] = []
     for f in files:
         try:
-            s = Structure.from_file(f)
-            if len(s) == 0:
-                raise ValueError("no atoms")
+            s = read_structure_file(f, checks)  # readable, known elements, ordered, no overlaps
+            predictor.check(s, f.stem, str(f), checks.isolated_atoms)
             structures.append(s)
             names.append(f)
-        except Exception as exc:  # noqa: BLE001 - any parser error: report the file, go on
+        except Exception as exc:  # noqa: BLE001 - any problem with one file: name it, go on
             failed.append(f)
-            log.error(
-                "%s: cannot read this structure (%s: %s); skipped",
-                f,
-                type(exc).__name__,
-                str(exc).splitlines()[0] if str(exc) else "",
-            )
+            msg = str(exc).strip() if isinstance(exc, DataError) else ""
+            if not msg:
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                msg = f"{f}: cannot use this structure ({type(exc).__name__}: {first})"
+            elif str(f) not in msg:
+                msg = f"{f}: {msg}"
+            reasons.append(msg)
+            log.error("%s; skipped", msg)
     if structures:
         ids = [f.stem for f in names]
         spectra = predictor.predict(structures, ids)
@@ -261,6 +300,11 @@ def predict(cfg: DictConfig) -> int:
     if failed:
         log.error(
             "%d of %d files failed: %s", len(failed), len(files), ", ".join(str(f) for f in failed)
+        )
+        print(
+            f"{len(failed)} of {len(files)} structure files skipped:\n  " + "\n  ".join(reasons),
+            file=sys.stderr,
+            flush=True,
         )
     print(f"predicted {len(structures)} of {len(files)} structures -> {out_dir}", flush=True)
     return len(failed)

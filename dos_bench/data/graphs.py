@@ -48,7 +48,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from dos_bench.io import ConfigError, DataError, atomic_write, stable_hash
+from dos_bench.io import (
+    ConfigError,
+    DataError,
+    atomic_write,
+    memory_cache,
+    save_cache,
+    stable_hash,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +71,9 @@ __all__ = [
     "GraphRecipe",
     "GraphSet",
     "build_graphs",
+    "check_isolated",
     "edge_vectors",
+    "isolated_atoms",
     "graph_cache_path",
     "load_or_build_graphs",
     "to_data",
@@ -465,7 +474,92 @@ def graph_cache_path(cache_dir: str | Path, dataset_key: dict, recipe: GraphReci
     return Path(cache_dir) / f"graphs-{h}.npz"
 
 
+def isolated_atoms(rs: RecordSet, gs: GraphSet) -> np.ndarray:
+    """Global indices (into ``rs.numbers``) of the atoms without any neighbour edge.
+
+    Self loops (zero shift, same atom) do not count; an atom's own periodic images do. Every
+    selection rule keeps at least one edge of an atom that has a neighbour within the cutoff,
+    so these are exactly the atoms with no other atom (or image) within ``cutoff``.
+    """
+    owner = np.repeat(np.arange(len(gs)), gs.num_edges)
+    real = ~((gs.src == gs.dst) & ~np.any(gs.shift != 0, axis=1))
+    centre = gs.dst[real].astype(np.int64) + gs.atom_ptr[owner[real]]
+    degree = np.bincount(centre, minlength=int(gs.atom_ptr[-1]))
+    return np.flatnonzero(degree == 0)
+
+
+def check_isolated(
+    rs: RecordSet,
+    gs: GraphSet,
+    recipe: GraphRecipe,
+    policy: str = "error",
+    where: str = "",
+    option: str = "dataset.source.structure_checks.isolated_atoms",
+    remedy: str = "Remove the record or raise model.graph.cutoff",
+) -> np.ndarray:
+    """Refuse (``policy="error"``) or log (``"warn"``) atoms with no neighbour within the cutoff.
+
+    Such an atom receives no message in a graph network, so its representation ignores the
+    crystal. With ``recipe.self_loops`` (the E3NN recipes) the atom keeps its self-interaction,
+    so it is only logged whatever the policy. The message names the record, the atom index, its
+    element and the cutoff. Returns the global indices of the isolated atoms.
+    """
+    iso = isolated_atoms(rs, gs)
+    if iso.size == 0:
+        return iso
+    from pymatgen.core import Element
+
+    rec = np.searchsorted(rs.ptr, iso, side="right") - 1
+    records = list(dict.fromkeys(str(rs.ids[r]) for r in rec))
+    a, r0 = int(iso[0]), int(rec[0])
+    first = (
+        f"record {rs.ids[r0]}: atom {a - int(rs.ptr[r0])} "
+        f"({Element.from_Z(int(rs.numbers[a])).symbol}) has no neighbour within the graph cutoff "
+        f"{recipe.cutoff:g} Å (model.graph.cutoff)"
+    )
+    shown = ", ".join(records[:10])
+    if len(records) > 10:
+        shown += f" and {len(records) - 10} more"
+    count = f"{iso.size} isolated atom(s) in {len(records)} record(s): {shown}"
+    if recipe.self_loops or policy == "warn":
+        why = "graphs with self_loops" if recipe.self_loops else f"{option}=warn"
+        log.warning("%s%s; %s; kept (%s)", where, first, count, why)
+        return iso
+    raise DataError(
+        f"{where}{first}, so it would receive no message ({count}). {remedy}; "
+        f"{option}=warn keeps it"
+    )
+
+
 def load_or_build_graphs(
+    rs: RecordSet,
+    recipe: GraphRecipe,
+    cache_dir: str | Path,
+    dataset_key: dict,
+    progress: bool = True,
+) -> GraphSet:
+    """Graphs of ``rs`` from the cache in ``cache_dir``, built and saved there if absent, then
+    checked for isolated atoms (:func:`check_isolated`, policy
+    ``rs.attrs["structure_checks"]["isolated_atoms"]`` as set by the published-data sources;
+    ``warn`` for record sets without it, e.g. the bundled toy data).
+
+    Args and Raises: see :func:`_load_or_build_graphs`; also :class:`DataError` naming the record
+    and the atom for an isolated atom under the ``error`` policy.
+    """
+    gs = _load_or_build_graphs(rs, recipe, cache_dir, dataset_key, progress)
+    checks = rs.attrs.get("structure_checks") or {}
+    name = dataset_key.get("name") if isinstance(dataset_key, dict) else None
+    check_isolated(
+        rs,
+        gs,
+        recipe,
+        policy=str(checks.get("isolated_atoms", "warn")),
+        where=f"dataset {name}: " if name else "",
+    )
+    return gs
+
+
+def _load_or_build_graphs(
     rs: RecordSet,
     recipe: GraphRecipe,
     cache_dir: str | Path,
@@ -487,6 +581,8 @@ def load_or_build_graphs(
             the message names the file and asks to delete it (it is never rebuilt silently).
     """
     path = graph_cache_path(cache_dir, dataset_key, recipe)
+    if (kept := memory_cache(path)) is not None:  # read-only cache directory, same process
+        return kept
     if path.exists():
         log.info("reusing cached graphs at %s", path)
         gs = GraphSet.load(path)
@@ -500,7 +596,7 @@ def load_or_build_graphs(
         path,
     )
     gs = build_graphs(rs, recipe, progress=progress)
-    gs.save(path)
+    save_cache(gs, path)  # a read-only cache directory: kept in memory, one warning
     return gs
 
 

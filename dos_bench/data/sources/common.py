@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from dos_bench.data.records import DOSRecord, RecordSet
-from dos_bench.io import ConfigError, DataError, stable_hash
+from dos_bench.data.structure_checks import StructureChecks, check_structure, check_symbols
+from dos_bench.io import ConfigError, DataError, memory_cache, save_cache, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ __all__ = [
     "valence_electrons",
 ]
 
-#: version of the helpers below; part of every processed-cache hash
-COMMON_VERSION = 1
+#: version of the helpers below; part of every processed-cache hash (2: structure checks)
+COMMON_VERSION = 2
 
 #: symmetry tolerance (Å) of ``SpacegroupAnalyzer`` for the ``crystal_system`` column
 SYMPREC = 0.1
@@ -114,6 +115,10 @@ class CachedSource:
         progress: show progress bars while parsing.
         strict: raise on the first bad record (default) or skip bad records, log a summary and
             raise only if none loaded.
+        structure_checks: options of the structure checks (``min_distance``, ``disordered``,
+            ``isolated_atoms``; :class:`~dos_bench.data.structure_checks.StructureChecks`); a
+            failed check is a bad record like any other. The YAMLs pull them in from
+            ``conf/structure_checks/default.yaml``.
     """
 
     name: str = "source"
@@ -126,11 +131,15 @@ class CachedSource:
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
         self.dataset = dataset or self.name
         self.processed_dir = str(processed_dir)
         self.progress = bool(progress)
         self.strict = bool(strict)
+        self.structure_checks = StructureChecks.from_config(
+            structure_checks, prefix="dataset.source.structure_checks"
+        )
 
     # ---------------------------------------------------------------- to implement
     def options(self) -> dict[str, Any]:  # pragma: no cover - abstract
@@ -150,6 +159,7 @@ class CachedSource:
             "parser_version": self.parser_version,
             "common_version": COMMON_VERSION,
             "strict": self.strict,
+            "structure_checks": self.structure_checks.key(),
             **self.options(),
         }
 
@@ -173,9 +183,20 @@ class CachedSource:
         return Path(data_dir) / self.processed_dir / f"{self.name}-{h}.npz"
 
     def load(self, data_dir: str | Path) -> RecordSet:
-        """The processed records: from the cache if present, else parsed and cached."""
+        """The processed records: from the cache if present, else parsed and cached.
+
+        ``attrs["structure_checks"]`` carries the structure-check options to graph building
+        (``isolated_atoms`` is checked there, against the model's cutoff).
+        """
+        rs = self._load(data_dir)
+        rs.attrs["structure_checks"] = self.structure_checks.as_dict()
+        return rs
+
+    def _load(self, data_dir: str | Path) -> RecordSet:
         raw = self.resolve(data_dir)
         path = self.processed_path(data_dir, raw)
+        if (kept := memory_cache(path)) is not None:  # read-only data directory, same process
+            return kept
         if path.exists():
             log.info("%s: reusing processed %s", self.dataset, path)
             rs = RecordSet.load(path)
@@ -193,8 +214,8 @@ class CachedSource:
         rs.attrs.setdefault("kind", self.kind)
         rs.attrs["source_options"] = self.options()
         rs.validate(source=path.name)
-        rs.save(path)
-        log.info("%s: %d records written to %s", self.dataset, len(rs), path)
+        if save_cache(rs, path):  # a read-only data directory: kept in memory, one warning
+            log.info("%s: %d records written to %s", self.dataset, len(rs), path)
         return rs
 
 
@@ -209,7 +230,7 @@ class IdArrayFolder(CachedSource):
         ids, spectra, structures: paths inside ``root``.
         n_cols: spectrum length every row must have.
         negative_tol: negative values down to ``-negative_tol * max`` are set to 0.
-        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+        dataset, processed_dir, progress, strict, structure_checks: see :class:`CachedSource`.
     """
 
     def __init__(
@@ -224,8 +245,9 @@ class IdArrayFolder(CachedSource):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict)
+        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
         self.root, self.ids, self.spectra, self.structures = root, ids, spectra, structures
         self.n_cols = int(n_cols)
         self.negative_tol = float(negative_tol)
@@ -451,27 +473,12 @@ def clean_spectrum(
 
 
 # ====================================================================================== structures
-def check_structure(structure: Any, where: str) -> Any:
-    """An ordered, non-empty structure with a finite, non-degenerate lattice."""
-    try:
-        n = len(structure)
-        ordered = structure.is_ordered
-        vol = float(structure.volume)
-    except Exception as exc:
-        raise DataError(f"{where}: not a usable structure ({type(exc).__name__}: {exc})") from None
-    if n < 1:
-        raise DataError(f"{where}: structure has no atoms")
-    if not ordered:
-        raise DataError(f"{where}: structure is disordered (partial occupancies)")
-    if not np.isfinite(vol) or vol < 1e-3:
-        raise DataError(f"{where}: structure has a degenerate lattice (volume {vol:.4g} Å^3)")
-    if not np.isfinite(np.asarray(structure.frac_coords)).all():
-        raise DataError(f"{where}: structure has non-finite coordinates")
-    return structure
+# Every reader below ends in check_structure (dos_bench.data.structure_checks): unknown elements,
+# disordered sites, overlapping atoms, each one DataError naming ``where`` (file and record).
 
 
-def structure_from_dict(d: Any, where: str) -> Any:
-    """``Structure.from_dict`` with errors naming the record."""
+def structure_from_dict(d: Any, where: str, checks: StructureChecks | None = None) -> Any:
+    """``Structure.from_dict`` with errors naming the record, then :func:`check_structure`."""
     from pymatgen.core import Structure
 
     if not isinstance(d, dict):
@@ -482,12 +489,13 @@ def structure_from_dict(d: Any, where: str) -> Any:
         raise DataError(
             f"{where}: pymatgen cannot read the structure ({type(exc).__name__}: {exc})"
         ) from None
-    return check_structure(s, where)
+    return check_structure(s, where, checks)
 
 
-def jarvis_atoms_to_structure(d: Any, where: str) -> Any:
+def jarvis_atoms_to_structure(d: Any, where: str, checks: StructureChecks | None = None) -> Any:
     """A JARVIS ``Atoms`` dict (``lattice_mat``, ``coords``, ``elements``, ``cartesian``;
-    facts.md §1.1) as a pymatgen Structure."""
+    facts.md §1.1) as a pymatgen Structure, checked (:func:`check_structure`). An entry of
+    ``elements`` that is not a chemical symbol (``"Xx"``) is refused before pymatgen sees it."""
     from pymatgen.core import Lattice, Structure
 
     if not isinstance(d, dict):
@@ -501,20 +509,23 @@ def jarvis_atoms_to_structure(d: Any, where: str) -> Any:
         elements = [str(e).strip() for e in d["elements"]]
         if len(elements) != len(coords):
             raise ValueError(f"{len(elements)} elements but {len(coords)} coordinates")
+        check_symbols(elements, f"{where} atoms.elements")  # pymatgen would accept "Xx"
         s = Structure(
             Lattice(lat), elements, coords, coords_are_cartesian=bool(d.get("cartesian", False))
         )
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(
             f"{where}: pymatgen cannot build the structure ({type(exc).__name__}: {exc})"
         ) from None
-    return check_structure(s, where)
+    return check_structure(s, where, checks)
 
 
-def ase_dict_to_structure(d: Any, where: str) -> Any:
+def ase_dict_to_structure(d: Any, where: str, checks: StructureChecks | None = None) -> Any:
     """An ASE ``Atoms.todict()`` dict (``numbers``, ``positions`` in Å Cartesian, ``cell`` rows
     = lattice vectors, ``pbc``; other keys such as ``info`` or ``masses`` are ignored) as a
-    pymatgen Structure (TUT ``data.csv``, facts.md §2.2)."""
+    pymatgen Structure (TUT ``data.csv``, facts.md §2.2), checked (:func:`check_structure`)."""
     from pymatgen.core import Lattice, Structure
 
     if not isinstance(d, dict):
@@ -536,12 +547,15 @@ def ase_dict_to_structure(d: Any, where: str) -> Any:
         pos = np.asarray(d["positions"], dtype=np.float64).reshape(-1, 3)
         if len(numbers) != len(pos):
             raise ValueError(f"{len(numbers)} numbers but {len(pos)} positions")
+        check_symbols([int(z) for z in numbers], f"{where} numbers")
         s = Structure(Lattice(lat), [int(z) for z in numbers], pos, coords_are_cartesian=True)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(
             f"{where}: pymatgen cannot build the structure ({type(exc).__name__}: {exc})"
         ) from None
-    return check_structure(s, where)
+    return check_structure(s, where, checks)
 
 
 def _crystal_system(structure: Any) -> str:
@@ -999,8 +1013,10 @@ def _symbol_of(sp: Any, where: str) -> str:
     raise DataError(f"{where}: cannot read a species from {sp!r}")
 
 
-def _placeholder_to_structure(obj: Any, where: str) -> Any:
-    """Rebuild a pymatgen Structure from the placeholders of a pickled Structure."""
+def _placeholder_to_structure(obj: Any, where: str, checks: StructureChecks | None = None) -> Any:
+    """Rebuild a pymatgen Structure from the placeholders of a pickled Structure, checked
+    (:func:`check_structure`; a partially occupied site is rebuilt with its occupancies so that
+    ``structure_checks.disordered`` decides)."""
     from pymatgen.core import Lattice, Structure
 
     if not (isinstance(obj, _Placeholder) and type(obj).__name__ in ("Structure", "IStructure")):
@@ -1023,9 +1039,12 @@ def _placeholder_to_structure(obj: Any, where: str) -> Any:
             data = comp.get("_data", "_elmap") if isinstance(comp, _Placeholder) else comp
             if not isinstance(data, dict) or not data:
                 raise ValueError(f"site {k} has no species")
-            if len(data) != 1 or abs(float(next(iter(data.values()))) - 1.0) > 1e-6:
-                raise DataError(f"{where}: site {k} is disordered (partial occupancy)")
-            species.append(_symbol_of(next(iter(data)), where))
+            occ = {_symbol_of(sp, where): float(v) for sp, v in data.items()}
+            check_symbols(list(occ), f"{where} site {k}")
+            if len(occ) == 1 and abs(next(iter(occ.values())) - 1.0) <= 1e-6:
+                species.append(next(iter(occ)))
+            else:  # disordered: check_structure refuses or orders it
+                species.append(occ)
             frac = site.get("_frac_coords", "_fcoords", "frac_coords")
             if frac is None:
                 cart = site.get("_coords", "coords")
@@ -1040,13 +1059,22 @@ def _placeholder_to_structure(obj: Any, where: str) -> Any:
         raise DataError(
             f"{where}: pymatgen cannot rebuild the pickled structure ({type(exc).__name__}: {exc})"
         ) from None
-    return check_structure(s, where)
+    return check_structure(s, where, checks)
 
 
-def load_structure_pickle(path: str | Path, ids: list[str] | None = None) -> list[Any]:
+def load_structure_pickle(
+    path: str | Path,
+    ids: list[str] | None = None,
+    checks: StructureChecks | None = None,
+    collect_errors: bool = False,
+) -> list[Any]:
     """A pickled list of pymatgen Structures (Mat2Spec ``phdos/ph_structures.pkl``, facts.md
     §4.1), read with :class:`RestrictedUnpickler` (pymatgen classes as placeholders) and rebuilt
-    as real Structures. Errors name the file and the record (``ids[i]`` when given)."""
+    as real, checked Structures. Errors name the file and the record (``ids[i]`` when given).
+
+    With ``collect_errors`` a bad entry does not raise: its place in the list holds the
+    :class:`DataError`, for the caller to raise inside its per-record ``strict`` guard (a broken
+    or refused file as a whole still raises)."""
     path = Path(path)
     obj = restricted_pickle_load(path, allow_pymatgen=True)
     if isinstance(obj, dict):
@@ -1056,7 +1084,12 @@ def load_structure_pickle(path: str | Path, ids: list[str] | None = None) -> lis
     out = []
     for i, item in enumerate(obj):
         rec = ids[i] if ids is not None and i < len(ids) else f"#{i}"
-        out.append(_placeholder_to_structure(item, f"{path}: record {rec} (entry {i})"))
+        try:
+            out.append(_placeholder_to_structure(item, f"{path}: record {rec} (entry {i})", checks))
+        except DataError as exc:
+            if not collect_errors:
+                raise
+            out.append(exc)
     return out
 
 

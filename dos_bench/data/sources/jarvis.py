@@ -151,7 +151,7 @@ class JarvisEDOS(CachedSource):
         start, step, n_points: the published grid (ALIGNN-DOS §3: −5 eV, 0.05 eV, 300).
         negative_tol: negative values down to ``-negative_tol * max`` are set to 0; larger ones
             raise.
-        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+        dataset, processed_dir, progress, strict, structure_checks: see :class:`CachedSource`.
     """
 
     name = "jarvis_edos"
@@ -171,8 +171,9 @@ class JarvisEDOS(CachedSource):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict)
+        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
         self.path = str(path)
         self.member = member
         self.valence_normalised = as_bool_or_auto(valence_normalised, "valence_normalised")
@@ -238,7 +239,7 @@ class JarvisEDOS(CachedSource):
                     continue
                 y, clipped = clean_spectrum(e, self.n_points, f"{where} edos_up", self.negative_tol)
                 n_clipped += clipped
-                s = jarvis_atoms_to_structure(entry.get("atoms"), where)
+                s = jarvis_atoms_to_structure(entry.get("atoms"), where, self.structure_checks)
                 meta = structure_meta(s)
                 meta.update(e_fermi=0.0, n_valence=float(valence_electrons(s)))
                 records.append(DOSRecord(jid, s, grid, y, meta))
@@ -345,7 +346,7 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
         parts: benchmark parts to load (default all three; the split picks train/val/test).
         start, step, n_points: the grid (cm⁻¹).
         negative_tol: negative values down to ``-negative_tol * max`` are set to 0 (0: none).
-        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+        dataset, processed_dir, progress, strict, structure_checks: see :class:`CachedSource`.
     """
 
     name = "jarvis_phdos"
@@ -367,6 +368,7 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
         super().__init__(
             path=path,
@@ -379,6 +381,7 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
             processed_dir=processed_dir,
             progress=progress,
             strict=strict,
+            structure_checks=structure_checks,
         )
         self.benchmark = str(benchmark)
         self.benchmark_member = benchmark_member
@@ -439,7 +442,9 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
                     raise DataError(
                         f"{where}: no structure — {jpath} has no record with jid {jid!r}"
                     )
-                s = jarvis_atoms_to_structure(entry.get("atoms"), f"{jpath}: record {jid}")
+                s = jarvis_atoms_to_structure(
+                    entry.get("atoms"), f"{jpath}: record {jid}", self.structure_checks
+                )
                 n_clipped += clipped
                 n_not_max1 += not np.isclose(y.max(), 1.0, atol=1e-6)
                 meta = structure_meta(s)

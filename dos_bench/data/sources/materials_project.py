@@ -106,7 +106,7 @@ class Mat2SpecEDOS(IdArrayFolder):
         structure_pattern: file name of one structure JSON (``{id}`` is replaced).
         n_bins, window: the published grid (128 bins, ±4 eV).
         negative_tol: negative values down to ``-negative_tol * max`` are set to 0.
-        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+        dataset, processed_dir, progress, strict, structure_checks: see :class:`CachedSource`.
     """
 
     name = "mp_edos_128"
@@ -127,10 +127,11 @@ class Mat2SpecEDOS(IdArrayFolder):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
         super().__init__(
             root, ids, spectra, structures, n_bins, negative_tol,
-            dataset, processed_dir, progress, strict,
+            dataset, processed_dir, progress, strict, structure_checks,
         )  # fmt: skip
         if "{id}" not in structure_pattern:
             raise ConfigError(
@@ -167,7 +168,9 @@ class Mat2SpecEDOS(IdArrayFolder):
                         f"{f}: record {mid}: no 'structure' key (keys: "
                         f"{sorted(doc)[:8] if isinstance(doc, dict) else type(doc)})"
                     )
-                s = structure_from_dict(doc["structure"], f"{f}: record {mid}")
+                s = structure_from_dict(
+                    doc["structure"], f"{f}: record {mid}", self.structure_checks
+                )
                 meta = structure_meta(s)
                 gap = doc.get("band_gap")
                 meta["band_gap"] = float(gap) if isinstance(gap, (int, float)) else float("nan")
@@ -222,7 +225,7 @@ class MPDosDocuments(CachedSource):
         band_edges: ``dos`` (from the DOS) or ``document`` (the wrapper's ``vbm``/``cbm``).
         negative_tol: negative densities down to ``-negative_tol * max`` are set to 0
             (tetrahedron-method noise); larger ones raise.
-        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+        dataset, processed_dir, progress, strict, structure_checks: see :class:`CachedSource`.
     """
 
     name = "mp_dos"
@@ -244,8 +247,9 @@ class MPDosDocuments(CachedSource):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict)
+        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
         if not (e_max > e_min and step > 0):
             raise ConfigError(
                 f"dataset.source grid needs e_max > e_min and step > 0, got "
@@ -366,7 +370,7 @@ class MPDosDocuments(CachedSource):
                 v, energies.size, f"{where} densities[{int(sp)}]", self.negative_tol
             )
         total = sum(clean.values())
-        structure = structure_from_dict(s_d, where)
+        structure = structure_from_dict(s_d, where, self.structure_checks)
         rel = energies - efermi
         spectrum = np.interp(self.grid, rel, total, left=0.0, right=0.0)
 

@@ -101,7 +101,7 @@ class PhononE3NN(IdArrayFolder):
             structure pickle is loaded only from this configured path.
         n_points, step: the grid (51, 20 cm⁻¹).
         negative_tol: negative values down to ``-negative_tol * max`` are set to 0.
-        dataset, processed_dir, progress, strict: see :class:`CachedSource`.
+        dataset, processed_dir, progress, strict, structure_checks: see :class:`CachedSource`.
     """
 
     name = "phonon_e3nn"
@@ -121,10 +121,11 @@ class PhononE3NN(IdArrayFolder):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = True,
+        structure_checks: Any = None,
     ) -> None:
         super().__init__(
             root, ids, spectra, structures, n_points, negative_tol,
-            dataset, processed_dir, progress, strict,
+            dataset, processed_dir, progress, strict, structure_checks,
         )  # fmt: skip
         self.n_points, self.step = int(n_points), float(step)
 
@@ -133,7 +134,10 @@ class PhononE3NN(IdArrayFolder):
 
     def build(self, raw: dict[str, Path]) -> RecordSet:
         ids, y = self.ids_and_spectra(raw, f"{self.n_points}-point phonon DOS")
-        structures = load_structure_pickle(raw["structures"], ids)
+        # a bad structure comes back as its DataError, raised below inside the strict guard
+        structures = load_structure_pickle(
+            raw["structures"], ids, self.structure_checks, collect_errors=True
+        )
         if len(structures) != len(ids):
             raise DataError(
                 f"{raw['structures']} holds {len(structures)} structures but {raw['ids']} lists "
@@ -147,6 +151,8 @@ class PhononE3NN(IdArrayFolder):
                 where = f"{raw['spectra']}: record {mid} (row {i})"
                 dos, _ = clean_spectrum(y[i], self.n_points, where, self.negative_tol)
                 s = structures[i]
+                if isinstance(s, DataError):
+                    raise s
                 meta = structure_meta(s)
                 meta["source_row"] = i
                 records.append(DOSRecord(mid, s, grid, dos, meta))
@@ -174,7 +180,7 @@ class PhononTUT(CachedSource):
         negative_tol: negative values down to ``-negative_tol * max`` are set to 0.
         strict: raise on the first bad row (default ``false``: skip bad rows, log a summary,
             raise only if none loaded).
-        dataset, processed_dir, progress: see :class:`CachedSource`.
+        dataset, processed_dir, progress, structure_checks: see :class:`CachedSource`.
     """
 
     name = "phonon_tut"
@@ -192,8 +198,9 @@ class PhononTUT(CachedSource):
         processed_dir: str = "processed",
         progress: bool = False,
         strict: bool = False,
+        structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict)
+        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
         self.path = str(path)
         self.n_points, self.step = int(n_points), float(step)
         self.negative_tol = float(negative_tol)
@@ -269,7 +276,7 @@ class PhononTUT(CachedSource):
                 if rid in seen:
                     raise DataError(f"{where}: mp_id {rid} already on row {seen[rid]}")
                 d = parse_literal(row[col["structure"]], f"{where} column structure")
-                s = ase_dict_to_structure(d, f"{where} column structure")
+                s = ase_dict_to_structure(d, f"{where} column structure", self.structure_checks)
                 freq = np.asarray(
                     parse_literal(row[col["phfreq"]], f"{where} column phfreq"), dtype=object
                 )
