@@ -32,7 +32,6 @@ instead; on E_F-centred grids it is the other way round. The ``band_gap``, ``dos
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from dos_bench.io import ConfigError, DataError
+from dos_bench.io import ConfigError, DataError, load_json_file, load_npz_file
 from dos_bench.metrics import METRICS, compute_metrics, grouped_metrics
 from dos_bench.physics import (
     CM1_TO_THZ,
@@ -327,13 +326,14 @@ def evaluate_run(
     npz_path = run_dir / "predictions.npz"
     if not npz_path.is_file():
         raise DataError(f"{npz_path}: no predictions.npz (is {run_dir} a finished run?)")
-    with np.load(npz_path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = load_npz_file(npz_path)  # a truncated or corrupt file: one DataError naming it
     missing = [k for k in ("energies", "true", "pred") if k not in data]
     if missing:
         raise DataError(f"{npz_path}: missing array(s) {missing}")
     mpath = run_dir / "metrics.json"
-    stored: dict[str, Any] = json.loads(mpath.read_text()) if mpath.is_file() else {}
+    stored: dict[str, Any] = load_json_file(mpath) if mpath.is_file() else {}
+    if not isinstance(stored, dict):
+        raise DataError(f"{mpath}: the file is damaged (expected a JSON object)")
 
     e = np.asarray(data["energies"], dtype=np.float64)
     pred = np.asarray(data["pred"], dtype=np.float64)
@@ -397,10 +397,43 @@ def format_table(results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _job_key(p: Path) -> tuple:
+    """Sort multirun jobs by their number (``10_...`` after ``9_...``), then by name."""
+    head = p.name.split("_", 1)[0]
+    return (0, int(head), p.name) if head.isdigit() else (1, 0, p.name)
+
+
+def expand_run_dirs(dirs: Sequence[Path]) -> list[Path]:
+    """Each directory as its runs: a run directory (``predictions.npz``) stands for itself; a
+    multirun (or any folder) for the runs found below it, in job order, without descending
+    into a run. A directory with neither is kept, so :func:`evaluate_run` names it."""
+    out: list[Path] = []
+    for d in map(Path, dirs):
+        if (d / "predictions.npz").is_file() or not d.is_dir():
+            out.append(d)
+            continue
+        found = sorted(
+            (p.parent for p in d.rglob("predictions.npz") if ".hydra" not in p.parts),
+            key=lambda p: (len(p.relative_to(d).parts), _job_key(p)),
+        )
+        runs = [r for r in found if not any(o != r and o in r.parents for o in found)]
+        out.extend(runs or [d])
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dos_bench.evaluate RUN_DIR [RUN_DIR ...] [--metrics m1,m2] [--json FILE]``."""
     ap = argparse.ArgumentParser(
-        prog="dos-evaluate", description="Recompute metrics and derived quantities of runs."
+        prog="dos-evaluate",
+        description=(
+            "Recompute the metrics and derived physics of finished runs from their files\n"
+            "(predictions.npz), in native units; a multirun directory stands for its runs.\n\n"
+            "examples:\n"
+            "  dos-evaluate outputs/runs/<date>/<run>              # one run\n"
+            "  dos-evaluate outputs/multiruns/<date>/<time> --groups   # every run, per group\n"
+            "  dos-evaluate <run> --jarvis-submission contribution/    # JARVIS-Leaderboard CSV"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument("run_dirs", nargs="+", type=Path, help="run directories (predictions.npz)")
     ap.add_argument("--metrics", help="comma-separated spectrum metric names (default: per kind)")
@@ -452,8 +485,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["gap_tol_relative"] = False
     names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
     results = []
+    run_dirs = expand_run_dirs(args.run_dirs)
+    if args.jarvis_submission is not None and len(run_dirs) != 1:
+        ap.error(f"--jarvis-submission takes exactly one run; {len(run_dirs)} found")
     try:
-        for d in args.run_dirs:
+        for d in run_dirs:
             results.append(evaluate_run(d, settings, names, args.kind, args.spacing))
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -472,7 +508,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         from dos_bench.io import write_json
 
-        write_json(args.json, results)
+        try:
+            write_json(args.json, results)
+        except DataError as exc:  # StorageError: disk full, read-only, ...
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.jarvis_submission is not None:
         from dos_bench.leaderboard import submission_from_run
 

@@ -79,7 +79,7 @@ import numpy as np
 import yaml
 
 from dos_bench.config import SPEC_DIR as PACKAGED_SPEC_DIR
-from dos_bench.io import ConfigError, atomic_write
+from dos_bench.io import ConfigError, atomic_write, ensure_writable_dir
 
 __all__ = [
     "SPEC_DIR",
@@ -89,8 +89,10 @@ __all__ = [
     "Run",
     "TableResult",
     "TableSpec",
+    "FigureReport",
     "available_specs",
     "build_table",
+    "draw_figures",
     "find_runs",
     "get_path",
     "load_spec",
@@ -230,6 +232,27 @@ def _dups(ids: Sequence[str]) -> list[str]:
     return [k for k, n in Counter(ids).items() if n > 1]
 
 
+#: name of the table spec :func:`auto_spec` writes for an ad-hoc sweep
+SWEEP_SPEC_NAME = "sweep"
+_SWEEP_SPEC_PREFIX = "dos_tables_sweep_"
+
+
+def _better(metric: str) -> str:
+    """``higher`` for scores (R², fractions below a threshold, precision/recall/F1)."""
+    m = metric.rsplit(".", 1)[-1] if "_lt_" not in metric else metric
+    if m.startswith(("r2", "frac_")) or m.endswith(("_f1", "_precision", "_recall", "accuracy")):
+        return "higher"
+    return "lower"
+
+
+def _is_sweep_spec(spec: TableSpec) -> bool:
+    return (
+        spec.name == SWEEP_SPEC_NAME
+        and spec.path is not None
+        and spec.path.name.startswith(_SWEEP_SPEC_PREFIX)
+    )
+
+
 def auto_spec(runs: Sequence[Run]) -> Path:
     """A table spec for runs of an ad-hoc sweep: rows = ``model.name``, columns = test metrics.
 
@@ -246,15 +269,17 @@ def auto_spec(runs: Sequence[Run]) -> Path:
     if not metrics:
         metrics = ["mae"]
     raw = {
-        "name": "sweep",
+        "name": SWEEP_SPEC_NAME,
         "title": "Sweep: test metrics (mean (std) over the runs of each model)",
         "row_header": ["model"],
-        "columns": [{"id": m, "label": m, "metric": f"test.{m}"} for m in metrics],
+        "columns": [
+            {"id": m, "label": m, "metric": f"test.{m}", "better": _better(m)} for m in metrics
+        ],
         "rows": [
             {"id": f"m{i}", "labels": [m], "match": {"model.name": m}} for i, m in enumerate(models)
         ],
     }
-    fd, name = tempfile.mkstemp(prefix="dos_tables_sweep_", suffix=".yaml")
+    fd, name = tempfile.mkstemp(prefix=_SWEEP_SPEC_PREFIX, suffix=".yaml")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         yaml.safe_dump(raw, fh, sort_keys=False)
     return Path(name)
@@ -820,11 +845,38 @@ def _footer(result: TableResult) -> list[str]:
     )
     if spec.source:
         lines.append(f"Source: {spec.source}.")
+    lines.extend(_units_lines(result))
     lines.extend(spec.notes)
     lines.extend(f"WARNING: {w}" for w in result.warnings)
     for r in result.runs:
         if not r.ok:
             lines.append(f"failed run: {r.path} ({r.error})")
+    return lines
+
+
+def _units_lines(result: TableResult) -> list[str]:
+    """One line per (dataset, spectrum units) of the finished runs: the units of the spectra and
+    of the spectrum metrics (:func:`dos_bench.plots.spectrum_units`); nothing when the runs do
+    not record their units."""
+    from dos_bench import plots
+
+    seen: dict[tuple[str, Any], None] = {}
+    for r in result.runs:
+        if not r.ok:
+            continue
+        u = plots.run_spectrum_units(r.path, config=r.config)
+        if not u.dos_unit:
+            continue
+        ds = str(r.get("dataset.name") or (r.metrics or {}).get("dataset") or u.kind or "?")
+        seen[(ds, u)] = None
+    lines = []
+    for ds, u in seen:
+        space = "per-material normalised (metric_space: normalised)" if u.normalised else "native"
+        lines.append(
+            f"Units ({ds}, {space}): spectra in {u.dos_unit} vs {u.xlabel_plain}; MAE and RMSE "
+            f"in {u.metric_unit('mae')}, MSE in {u.metric_unit('mse')}, WD in "
+            f"{u.metric_unit('wd')}; R², RE and fractions dimensionless."
+        )
     return lines
 
 
@@ -902,11 +954,32 @@ _TEX = {
     "✓": r"$\checkmark$",
     "✗": r"$\times$",
     "—": "--",
+    "–": "--",
     "²": r"$^2$",
+    "³": r"$^3$",
+    "¹": r"\textsuperscript{1}",
+    "⁻": r"\textsuperscript{$-$}",
+    "<": r"$<$",
+    ">": r"$>$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "±": r"$\pm$",
+    "−": r"$-$",
+    "×": r"$\times$",
+    "·": r"$\cdot$",
+    "|": r"\textbar{}",
+    "Σ": r"$\Sigma$",
+    "σ": r"$\sigma$",
+    "ω": r"$\omega$",
+    "Å": r"\AA{}",
+    "°": r"$^\circ$",
 }
 
 
 def _tex(s: str) -> str:
+    """Text for a LaTeX table: special characters escaped (``&`` ``%`` ``$`` ``#`` ``_`` ``{``
+    ``}`` ``~`` ``^`` ``\\``), ``<`` / ``>`` in math mode (text-mode ``<`` prints "¡" in the OT1
+    font encoding), common symbols as math."""
     return "".join(_TEX.get(ch, ch) for ch in s)
 
 
@@ -971,6 +1044,22 @@ def render(result: TableResult, fmt: str = "markdown") -> str:
 
 
 # ============================================================================ figures
+@dataclass
+class FigureReport:
+    """What :func:`draw_figures` did: the PNGs written and, per figure not drawn, why."""
+
+    outdir: Path
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (figure, reason)
+
+    def lines(self) -> list[str]:
+        out = [f"wrote {p}" for p in self.written]
+        out += [f"skipped {name}: {reason}" for name, reason in self.skipped]
+        if not self.written:
+            out.append(f"no figure written to {self.outdir}")
+        return out
+
+
 def _first_run(result: TableResult, row_id: str) -> Run | None:
     row = result.spec.row(row_id)
     cands = [r for r in result.runs if r.ok and matches(r, row.match) and r.predictions()]
@@ -978,57 +1067,211 @@ def _first_run(result: TableResult, row_id: str) -> Run | None:
     return cands[0] if cands else None
 
 
-def write_plots(result: TableResult, outdir: str | Path) -> list[Path]:
-    """Draw the figures listed in the spec (``figures:``) from the runs' files into ``outdir``.
+def _best_run(result: TableResult, row: Row) -> tuple[Run | None, str]:
+    """The finished run of ``row`` with predictions and the best test MAE (or, without one, the
+    best value of the first column), and a phrase saying how it was chosen."""
+    cands = [r for r in result.runs if r.ok and matches(r, row.match) and r.predictions()]
+    if not cands:
+        return None, ""
+    cols = [c for c in result.spec.columns if c.metric == "test.mae"] or list(result.spec.columns)
+    col = cols[0] if cols else None
 
-    Figures whose inputs are missing (no finished run, no formula column, ...) are skipped with a
-    log message; the paths of the figures written are returned.
+    def score(r: Run) -> tuple[float, list[Any]]:
+        v = None
+        if col is not None:
+            st, v = _metric_value(r.metrics or {}, col.metric, row.metric_map)
+            v = v if st == "ok" and v is not None and math.isfinite(v) else None
+        if v is None:
+            return math.inf, _natural_key(r.path)
+        return (v if col.better == "lower" else -v), _natural_key(r.path)
+
+    best = min(cands, key=score)
+    seed = f"seed {best.seed}, " if best.seed is not None else ""
+    if len(cands) == 1:
+        return best, f"{seed}{best.path.name}"
+    what = col.label if col is not None else "order"
+    return best, f"best of {len(cands)} runs by test {what} ({seed}{best.path.name})"
+
+
+def _safe_name(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def _sweep_figures(result: TableResult) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The figures that apply to any sweep, and a reason for each figure kind that does not.
+
+    Per model (table row), from its best run (:func:`_best_run`): spectra by error quartile,
+    error histograms, the periodic-table band-gap map (eDOS on an E_F grid with formulas; the
+    drawing step says why not otherwise). Across models: spectra of all models' best runs by
+    quartile (2+ models), a radar plot (2+ models, 3+ metrics), a data-size curve (2+ values
+    of ``split.train_fraction``).
+    """
+    spec = result.spec
+    figs: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    best: dict[str, Run] = {}
+    for row in spec.rows:
+        run, how = _best_run(result, row)
+        name = _safe_name(row.label)
+        if run is None:
+            for fig in ("examples_by_quartile", "error_histogram", "periodic_table_gap"):
+                why = f"no finished run of {row.label} wrote predictions.npz"
+                skipped.append((f"{name}_{fig}", why))
+            continue
+        best[row.id] = run
+        title = f"{row.label}: {how}"
+        common = {"_run": run, "_title": title, "row": row.id}
+        figs.append(
+            {
+                "kind": "quantile_examples",
+                "rows": [row.id],
+                "quantiles": 4,
+                "name": f"{name}_examples_by_quartile",
+                **common,
+            }
+        )
+        figs.append({"kind": "error_histogram", "name": f"{name}_error_histogram", **common})
+        figs.append({"kind": "periodic_table_gap", "name": f"{name}_periodic_table_gap", **common})
+    models = [r.label for r in spec.rows]
+    one = f"only one model ({models[0]}) in this sweep" if len(models) == 1 else ""
+    if len(best) >= 2:
+        figs.append(
+            {
+                "kind": "quantile_examples",
+                "rows": list(best),
+                "quantiles": 4,
+                "name": "all_models_examples_by_quartile",
+                "_runs": best,
+                "_title": "best run of each model",
+            }
+        )
+    else:
+        skipped.append(
+            (
+                "all_models_examples_by_quartile",
+                (one or "fewer than two models with predictions")
+                + "; this figure compares the models on the same materials",
+            )
+        )
+    with_values = [
+        c.id
+        for c in spec.columns
+        if sum(result.cells[(r.id, c.id)].has_number for r in spec.rows) >= 2
+    ]
+    if len(spec.rows) < 2:
+        skipped.append(("radar", f"{one}; a radar plot compares several models"))
+    elif len(with_values) < 3:
+        why = f"only {len(with_values)} metric(s) with values for 2+ models; a radar needs 3"
+        skipped.append(("radar", why))
+    else:
+        figs.append({"kind": "radar", "columns": with_values, "name": "radar"})
+    raw_fracs = [r.get("split.train_fraction") for r in result.runs if r.ok]
+    fracs = sorted({float(x) for x in raw_fracs if isinstance(x, _NUM)})
+    if len(fracs) >= 2:
+        metrics = [f"test.{c}" for c in ("mae", "wd") if c in {x.id for x in spec.columns}]
+        figs.append(
+            {
+                "kind": "datasize",
+                "x": "split.train_fraction",
+                "metrics": metrics or [spec.columns[0].metric],
+                "name": "datasize",
+            }
+        )
+    else:
+        which = f"split.train_fraction={fracs[0]:g}" if fracs else "no split.train_fraction"
+        skipped.append(
+            (
+                "datasize",
+                f"all runs use {which}; a data-size curve needs several training fractions",
+            )
+        )
+    return figs, skipped
+
+
+def draw_figures(result: TableResult, outdir: str | Path) -> FigureReport:
+    """Draw a table's figures into ``outdir`` (created) and report what was written or skipped.
+
+    Published tables draw the figures their spec lists (``figures:``); an ad-hoc sweep
+    (:func:`auto_spec`) draws those that apply to any sweep (:func:`_sweep_figures`). A figure
+    whose inputs are missing (no finished run, no formula column, not an eDOS, ...) or whose
+    drawing fails is skipped with its reason; the others are still drawn.
     """
     from dos_bench import plots
 
     outdir = Path(outdir)
     spec = result.spec
-    written: list[Path] = []
-    # figures drawn from the predictions of one table row
+    report = FigureReport(outdir=outdir)
+    if _is_sweep_spec(spec):
+        figures, skipped = _sweep_figures(result)
+        report.skipped += [(f"{spec.name}_{n}", why) for n, why in skipped]
+    else:
+        figures = [dict(f) for f in spec.figures]
+        if not figures:
+            where = spec.path or f"{spec.name}.yaml"
+            report.skipped.append((spec.name, f"the table spec lists no figures ({where})"))
     one_row = {
         "error_histogram": plots.plot_error_histogram,
         "periodic_table_gap": plots.plot_periodic_table_gap,
     }
-    for i, fig in enumerate(spec.figures):
+    for i, fig in enumerate(figures):
         kind = fig["kind"]
         out = outdir / f"{spec.name}_{fig.get('name', f'{kind}_{i}')}.png"
         try:
             path: Path | None = None
             if kind in one_row:
-                run = _first_run(result, fig["row"])
+                run = fig.get("_run") or _first_run(result, fig["row"])
                 if run is None:
-                    log.warning(
-                        "%s: no finished run with predictions for row %s", out.name, fig["row"]
+                    report.skipped.append(
+                        (out.name, f"no finished run with predictions for row {fig['row']}")
                     )
                     continue
-                path = one_row[kind](run.predictions(), out, title=spec.row(fig["row"]).label)
+                if kind == "periodic_table_gap":
+                    why = plots.periodic_table_gap_unavailable(run.predictions())
+                    if why is not None:
+                        report.skipped.append((out.name, why))
+                        continue
+                title = fig.get("_title") or spec.row(fig["row"]).label
+                path = one_row[kind](run.predictions(), out, title=title)
             elif kind == "quantile_examples":
                 preds = []
                 for rid in fig["rows"]:
-                    run = _first_run(result, rid)
+                    run = (fig.get("_runs") or {}).get(rid) or fig.get("_run")
+                    run = run or _first_run(result, rid)
                     if run is not None:
                         preds.append((spec.row(rid).label, run.predictions()))
                 if not preds:
-                    log.warning("%s: no finished runs with predictions", out.name)
+                    report.skipped.append((out.name, "no finished runs with predictions"))
                     continue
                 path = plots.plot_quantile_examples(
-                    preds, out, n_quantiles=int(fig.get("quantiles", 5))
+                    preds, out, n_quantiles=int(fig.get("quantiles", 5)), title=fig.get("_title")
                 )
             elif kind == "radar":
                 path = _radar(result, fig, out)
             elif kind == "datasize":
                 path = _datasize(result, fig, out)
+                if path is None:
+                    report.skipped.append((out.name, f"no finished runs with {fig.get('x')}"))
+                    continue
         except Exception as exc:  # noqa: BLE001 - one bad figure must not hide the others
-            log.error("%s: %s: %s", out.name, type(exc).__name__, exc)
+            log.debug("%s failed", out.name, exc_info=True)
+            report.skipped.append((out.name, f"failed: {type(exc).__name__}: {exc}"))
             continue
         if path is not None:
-            written.append(Path(path))
-    return written
+            report.written.append(Path(path))
+    return report
+
+
+def write_plots(result: TableResult, outdir: str | Path) -> list[Path]:
+    """Draw the table's figures into ``outdir`` (see :func:`draw_figures`); the paths written.
+
+    Skipped figures are logged with their reason.
+    """
+    report = draw_figures(result, outdir)
+    for name, reason in report.skipped:
+        log.warning("%s skipped: %s", name, reason)
+    return report.written
 
 
 def _radar(result: TableResult, fig: Mapping[str, Any], out: Path) -> Path | None:
@@ -1096,7 +1339,12 @@ def _datasize(result: TableResult, fig: Mapping[str, Any], out: Path) -> Path | 
         log.warning("%s: no finished runs with %s", out.name, x_key)
         return None
     xlabel = "training-set fraction" if x_key == "split.train_fraction" else x_key
-    return plots.plot_datasize(series, out, xlabel=xlabel, title=spec.title)
+    units = next((plots.run_spectrum_units(r.path) for r in result.runs if r.ok), None)
+    ylabels = {}
+    for mp in metric_paths:
+        unit = units.metric_unit(mp) if units is not None else ""
+        ylabels[mp] = f"{mp} ({unit})" if unit else mp
+    return plots.plot_datasize(series, out, xlabel=xlabel, title=spec.title, ylabels=ylabels)
 
 
 # ============================================================================ CLI
@@ -1108,8 +1356,15 @@ def _tables_of(runs: Sequence[Run]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dos-tables",
-        description="Build paper tables (mean (std) over seeds, beside the published values) "
-        "from one or more multirun directories.",
+        description=(
+            "Build paper tables (mean (std) over seeds, beside the published values) from one or\n"
+            "more multirun directories; a sweep without a table preset gets one row per model.\n\n"
+            "examples:\n"
+            "  dos-tables outputs/multiruns/mat2spec_table1/<date>       # the paper table\n"
+            "  dos-tables <sweep> --check --plots figs/                   # fail on empty cells\n"
+            "  dos-tables <sweep> --format latex --output table.tex       # for the manuscript"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("dirs", nargs="*", type=Path, help="multirun (or run) directories")
     parser.add_argument("--format", choices=("markdown", "csv", "latex"), default="markdown")
@@ -1159,14 +1414,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dos-tables: {exc}", file=sys.stderr)
         return 2
 
+    if args.plots:
+        try:
+            ensure_writable_dir(args.plots, key="--plots")
+        except (ConfigError, OSError) as exc:
+            print(f"dos-tables: {exc}", file=sys.stderr)
+            return 2
     texts, incomplete = [], []
     for spec, spec_runs in jobs:
         result = build_table(spec, spec_runs)
         texts.append(render(result, args.format))
         incomplete += [(spec.name, r, c, cell) for r, c, cell in result.incomplete()]
         if args.plots:
-            for p in write_plots(result, args.plots):
-                log.info("figure written: %s", p)
+            # what was written (or why not) goes to stderr: stdout may be the table itself
+            report = draw_figures(result, args.plots)
+            print(f"dos-tables: figures of table {spec.name} -> {args.plots}", file=sys.stderr)
+            for line in report.lines():
+                print(f"  {line}", file=sys.stderr)
     text = "\n".join(texts)
     if args.output:
         with atomic_write(args.output) as tmp:

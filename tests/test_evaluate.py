@@ -197,3 +197,21 @@ def test_cli(tmp_path, capsys):
     assert saved[0]["metrics"]["mae"] == pytest.approx(np.mean(np.abs(pred - true)), rel=1e-6)
     assert main([str(tmp_path / "missing")]) == 2
     assert main([str(run), "--metrics", "nope"]) == 2
+
+
+def test_cli_on_a_multirun_directory_evaluates_each_job_in_order(tmp_path, capsys):
+    """dos-tables accepts a multirun directory; dos-evaluate does too (one column per job)."""
+    rng = np.random.default_rng(5)
+    sweep = tmp_path / "sweep"
+    for num, model in [(0, "m0"), (1, "m1"), (10, "m10"), (2, "m2")]:
+        true, pred = rng.random((3, 9)), rng.random((3, 9))
+        stored = {"dataset": "d", "model": model}
+        _write_run(sweep / f"{num}_seed={num}", E9, true, pred, "eV", {}, {}, stored)
+    (sweep / "multirun.yaml").write_text("{}")
+    (sweep / "0_seed=0" / "checkpoints").mkdir()
+    assert main([str(sweep), "--metrics", "mae"]) == 0
+    head = capsys.readouterr().out.splitlines()[0].split()
+    assert head == ["m0", "m1", "m2", "m10"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([str(empty)]) == 2

@@ -285,6 +285,98 @@ def test_runs_without_table_key_get_an_ad_hoc_sweep_table(tmp_path, capsys):
     assert row.startswith("| A | 0.4 (0.1414) | 0.6 (0.2121) |")  # mean (std) of the two runs
 
 
+def test_latex_escapes_special_characters(multirun, tmp_path):
+    """`<` is "¡" in LaTeX text mode: labels, groups and titles come out as valid LaTeX."""
+    root, spec_path = multirun
+    raw = yaml.safe_load(spec_path.read_text())
+    raw["title"] = "R&D: 50% of #1 > x_y"
+    raw["columns"][3]["label"] = "frac MAE<0.02"
+    raw["columns"][0]["group"] = "Phonon (cm⁻¹) ± σ"
+    p = spec_path.with_name("esc.yaml")
+    p.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    tex = tables.render(tables.build_table(tables.load_spec(p), tables.find_runs(root)), "latex")
+    assert r"\caption{R\&D: 50\% of \#1 $>$ x\_y}" in tex
+    assert r"frac MAE$<$0.02" in tex
+    assert r"Phonon (cm\textsuperscript{$-$}\textsuperscript{1}) $\pm$ $\sigma$" in tex
+    body = [
+        line.replace("$<$", "").replace("$>$", "")
+        for line in tex.splitlines()
+        if not line.startswith("%")
+    ]
+    assert not any(ch in line for line in body for ch in "<>σ±⁻¹")
+    assert tables._tex("a_b & c#d % e") == r"a\_b \& c\#d \% e"
+
+
+def _write_sweep_run(d: Path, seed: int, mae: float, kind: str = "edos") -> None:
+    """A finished run of an ad-hoc sweep (no `table` key) with its predictions and units."""
+    _write_run(d, "graph_network", kind, seed, mae, table="")
+    rng = np.random.default_rng(seed)
+    if kind == "edos":
+        grid, unit, dos_unit = np.arange(-5.0, 5.0, 0.1), "eV", "states/eV/cell (spin included)"
+    else:
+        grid, unit, dos_unit = np.arange(0.0, 1001.0, 20.0), "cm^-1", "max-normalised"
+    true = np.abs(rng.normal(1.0, 0.5, (12, grid.size)))
+    true[:, np.abs(grid) < 0.5] = 0.0  # gapped at E_F for eDOS
+    np.savez(
+        d / "predictions.npz",
+        ids=np.array([f"m{i}" for i in range(12)]),
+        energies=grid,
+        true=true,
+        pred=np.clip(true + rng.normal(0, 0.1, true.shape), 0, None),
+        energy_unit=np.asarray(unit),
+        meta_formula=np.array(["NaCl", "GaAs", "MgO", "ZnS"] * 3),
+    )
+    metrics = json.loads((d / "metrics.json").read_text())
+    metrics.update(kind=kind, units={"energy": unit, "dos": dos_unit})
+    (d / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.mark.parametrize("kind", ["edos", "phdos"])
+def test_ad_hoc_sweep_plots_write_files_and_say_so(tmp_path, capsys, kind):
+    """`dos-tables <ad-hoc sweep> --plots DIR` creates DIR, draws the figures that apply to any
+    sweep from the best run, prints each path written and one reason per figure skipped."""
+    root = tmp_path / "sweep"
+    _write_sweep_run(root / "0", 0, 0.5, kind)
+    _write_sweep_run(root / "1", 1, 0.3, kind)  # the best run (lowest test MAE)
+    out = tmp_path / "figs" / "new"
+    assert tables.main([str(root), "--plots", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "Sweep: test metrics" in captured.out and "wrote" not in captured.out
+    err = captured.err
+    pngs = sorted(out.glob("*.png"))
+    expected = {
+        "sweep_graph_network_examples_by_quartile.png",
+        "sweep_graph_network_error_histogram.png",
+    }
+    if kind == "edos":
+        expected.add("sweep_graph_network_periodic_table_gap.png")
+    else:
+        assert "skipped sweep_graph_network_periodic_table_gap.png: phonon DOS: no band gap" in err
+    assert {p.name for p in pngs} == expected
+    for p in pngs:
+        assert f"wrote {p}" in err
+    skipped = [line.strip() for line in err.splitlines() if line.strip().startswith("skipped")]
+    assert any(line.startswith("skipped sweep_radar: only one model") for line in skipped)
+    assert any("split.train_fraction=1" in line for line in skipped if "datasize" in line)
+    from dos_bench import plots
+
+    info = plots.figure_info(out / "sweep_graph_network_examples_by_quartile.png")
+    assert "best of 2 runs by test mae (seed 1, 1)" in info["suptitle"]
+    unit = "states/eV/cell" if kind == "edos" else "max-normalised"
+    assert unit in info["axes"][0]["ylabel"]
+    # the table states the units of its spectra and metrics
+    assert f"Units (toy_{kind}, native): spectra in" in captured.out
+
+
+def test_plots_dir_that_cannot_be_created_fails_clearly(tmp_path, capsys):
+    root = tmp_path / "sweep"
+    _write_sweep_run(root / "0", 0, 0.5)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert tables.main([str(root), "--plots", str(blocker / "figs")]) == 2
+    assert "--plots=" in capsys.readouterr().err
+
+
 def test_get_path_and_matching():
     m = {
         "test": {"frac_mae_lt_0.02": 0.9, "mae": 1},
