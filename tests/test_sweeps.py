@@ -163,3 +163,37 @@ def test_group_overrides_do_not_nest_job_directories(data_dir, tmp_path):
     for num, (job, head) in enumerate(zip(jobs, ["direct", "energy_embedding"], strict=True)):
         assert job.name.startswith(f"{num}_") and f"model.head={head}" in job.name.split(",")
         assert (job / "metrics.json").is_file()
+
+
+def test_sixteen_override_multirun_fits_the_file_system_and_tables_read_it(data_dir, tmp_path):
+    """A table preset passes ~16 overrides: the job directory name is cut and hashed instead of
+    failing with `File name too long`; dos-tables reads the sweep."""
+    sweep = tmp_path / "sweep"
+    many = [
+        "optimizer.lr=0.00123456789",
+        "optimizer.weight_decay=0.0000123456789",
+        "model.encoder.hidden=32",
+        "model.head.hidden=32",
+        "data.eval_batch_size=64",
+        "split.train=0.8",
+        "split.val=0.1",
+        "split.test=0.1",
+        "split_seed=0",
+        "data_seed=0",
+        "monitor=val/mae",
+        "metric_space=native",
+        "plots=false",
+        "evaluation.derived=false",
+        "evaluation.fermi_probe=false",
+        "experiment_name=a_rather_long_experiment_name_for_the_directory",
+    ]
+    args = ["-m", "model=mlp", *many, "seed=0,1"]
+    out = train_cli([*args, *SMALL, f"hydra.sweep.dir={sweep}"], data_dir, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2 and all(len(j.name) <= 125 for j in jobs)  # "<num>_" + 120
+    assert jobs[0].name != jobs[1].name and all("~" in j.name for j in jobs)
+    assert all((j / "metrics.json").is_file() for j in jobs)
+    from dos_bench import tables
+
+    assert tables.main([str(sweep)]) == 0

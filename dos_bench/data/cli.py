@@ -183,8 +183,16 @@ def _error(exc: BaseException) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dos-data",
-        description="Download the external DOS datasets into paths.data_dir and list them.",
+        description=(
+            "Download the published DOS datasets into paths.data_dir\n"
+            "($DOS_BENCH_DATA_DIR, default ./data) and list them. Training never downloads.\n\n"
+            "examples:\n"
+            "  dos-data list                                 # every dataset and its local status\n"
+            "  dos-data download jarvis_edos phonon_tut      # fetch, verify and unpack\n"
+            "  MP_API_KEY=... dos-data download mp_edos_201  # build from the Materials Project"
+        ),
         epilog="Hydra overrides (key=value) may follow, e.g. paths.data_dir=/scratch/data.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     sub = parser.add_subparsers(dest="command", required=True)
