@@ -30,9 +30,11 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+## ruff (lint + format) and the import-linter layer contracts of pyproject.toml
 lint: $(STAMP)
-	$(VENV)/bin/ruff check dos_bench tests scripts
-	$(VENV)/bin/ruff format --check dos_bench tests scripts
+	$(VENV)/bin/ruff check dos_bench tests scripts docs
+	$(VENV)/bin/ruff format --check dos_bench tests scripts docs
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format dos_bench tests scripts

@@ -320,15 +320,13 @@ ROWS = [  # (label, dos_bench overrides, points)
 def dos_bench_count(overrides: str, points: int) -> int:
     """Parameters of the dos_bench model built from ``conf/train.yaml`` with ``overrides``
     and ``points`` outputs (as tests/models/test_model_zoo.py builds the zoo)."""
-    import dos_bench.train as train_mod
     from dos_bench.bench_utils import compose
     from dos_bench.data.features import atom_feature_table
+    from dos_bench.models.model import build_model
 
     cfg = compose(overrides.split())
     dim = atom_feature_table(cfg.model.atom_features).shape[1]
-    train_mod.DATA_INFO.clear()
-    train_mod.DATA_INFO.update(atom_dim=dim, n_points=points, target_dim=points)
-    return int(train_mod.build(cfg.model, out_dim=points).n_parameters())
+    return int(build_model(cfg.model, in_dim=dim, out_dim=points).n_parameters())
 
 
 def table_lines() -> list[str]:

@@ -1,5 +1,7 @@
 """Helpers of ``scripts/bench.py``: model zoo set-up, step timing, FLOP counts, profiles.
 
+(Over 500 lines on purpose: one benchmark harness whose parts share the same timing state.)
+
 Nothing here is used by training; the functions build every model config of ``conf/model`` at
 its paper hyperparameters on a fixed batch of real toy crystals, time training and inference
 steps, count FLOPs with :class:`torch.utils.flop_counter.FlopCounterMode` and classify profiler
@@ -62,8 +64,6 @@ def compose(overrides: Sequence[str] = ()) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import dos_bench.train  # noqa: F401  (registers the ${data:...} resolver)
-
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=list(overrides))
 
@@ -91,7 +91,7 @@ class Records:
 def load_records(data_dir: Path | None = None) -> Records:
     """The configured ``toy_edos`` dataset (conf/dataset/toy_edos.yaml), from its cache in
     ``data/`` (generated there first if missing), and its ALIGNN-DOS 300-point targets."""
-    from dos_bench.train import build
+    from dos_bench.config import build
 
     cfg = compose(["dataset=toy_edos", "progress=false"])
     source = build(cfg.dataset.source)
@@ -168,9 +168,9 @@ def build_case(
 ) -> BenchCase:
     """Model config ``name`` at its defaults with ``out_dim`` outputs and two closures:
 
-    * ``train_step(b=batch)``: what :meth:`dos_bench.lit.DOSLitModule.training_step` computes —
-      target encode, forward, link, loss (``conf/loss/mse.yaml``) — then backward and the
-      optimizer step (``conf/optimizer/adamw.yaml``);
+    * ``train_step(b=batch)``: what :meth:`dos_bench.training.module.DOSLitModule.training_step`
+      computes — target encode, forward, link, loss (``conf/loss/mse.yaml``) — then backward and
+      the optimizer step (``conf/optimizer/adamw.yaml``);
     * ``infer_step(b=batch)``: forward in eval mode under ``torch.no_grad()``, no target.
 
     ``batch`` must come from the model's own graph recipe and atom features
@@ -179,25 +179,24 @@ def build_case(
     """
     import torch
 
-    import dos_bench.train as train_mod
+    from dos_bench.config import build
     from dos_bench.data.features import atom_feature_table
-    from dos_bench.lit import DOSLitModule
+    from dos_bench.models.model import build_model
+    from dos_bench.training.module import DOSLitModule
 
     cfg = compose([f"model={name}", "target_repr=raw", "loss=mse", "optimizer=adamw"])
     table = atom_feature_table(cfg.model.atom_features)
-    train_mod.DATA_INFO.clear()
-    train_mod.DATA_INFO.update(atom_dim=table.shape[1], n_points=out_dim, target_dim=out_dim)
     torch.manual_seed(seed)
-    model = train_mod.build(cfg.model, out_dim=out_dim)
+    model = build_model(cfg.model, in_dim=table.shape[1], out_dim=out_dim)
     if batch.y.shape[1] != out_dim:
         raise ValueError(f"targets have {batch.y.shape[1]} points, out_dim is {out_dim}")
-    tt = train_mod.build(cfg.target_repr)
+    tt = build(cfg.target_repr)
     tt.fit(fit_targets)
     lit = DOSLitModule(
         model=model,
         target_transform=tt,
-        loss=train_mod.build(cfg.loss),
-        optimizer=train_mod.build(cfg.optimizer),
+        loss=build(cfg.loss),
+        optimizer=build(cfg.optimizer),
     )
     opt = lit.optimizer_factory(model.parameters())
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]
@@ -466,7 +465,7 @@ def _peak_rss_mb() -> float:
 def _train_steps_cli(args: argparse.Namespace) -> int:
     import torch
 
-    from dos_bench.allocator import configure_cpu_allocator
+    from dos_bench.training.allocator import configure_cpu_allocator
 
     torch.set_num_threads(args.threads)
     configure_cpu_allocator(args.cpu_allocator)

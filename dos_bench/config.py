@@ -1,14 +1,25 @@
-"""Where the packaged configuration lives.
+"""The packaged configuration: where it lives, its resolvers, and how a node is built.
 
-The Hydra config groups (``dos_bench/conf/``, also reachable as ``conf/`` at the top of a source
-checkout) and the published table specs (``dos_bench/published/``) ship inside the package, so
-every console script finds them through the installed package, from any working directory and
-from a non-editable install of the wheel alike.
+* Paths: the Hydra config groups (``dos_bench/conf/``, also reachable as ``conf/`` at the top of a
+  source checkout) and the published table specs (``dos_bench/published/``) ship inside the
+  package, so every console script finds them through the installed package, from any working
+  directory and from a non-editable install of the wheel alike.
+* Resolvers: every OmegaConf resolver the configs use (``${path_safe:...}``,
+  ``${wandb_offline:}``, and ``${dos_help_groups:...}``/``${dos_help_options:...}`` for
+  ``--help``) is registered here, once, when this module is imported. None of them reads run
+  state: sizes that only the data knows (the atom-feature size, the output length) are passed by
+  the code that builds the model (:func:`dos_bench.models.model.build_model`), never resolved.
+* :func:`build`: ``hydra.utils.instantiate`` that surfaces our own errors unwrapped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
+from typing import Any
+
+from dos_bench.io import ConfigError, DataError
 
 #: the package directory (``site-packages/dos_bench`` in an installed wheel)
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -17,7 +28,16 @@ CONF_DIR = PACKAGE_DIR / "conf"
 #: the published table specs read by ``dos-tables``
 SPEC_DIR = PACKAGE_DIR / "published"
 
-__all__ = ["CONF_DIR", "PACKAGE_DIR", "SPEC_DIR"]
+__all__ = [
+    "CONF_DIR",
+    "MAX_JOB_DIRNAME",
+    "PACKAGE_DIR",
+    "SPEC_DIR",
+    "build",
+    "path_safe",
+    "register_resolvers",
+    "wandb_offline",
+]
 
 
 # --------------------------------------------------------------------------- --help resolvers
@@ -71,13 +91,67 @@ def help_groups(primary: str) -> str:
     return "\n".join(lines)
 
 
-def _register_help_resolvers() -> None:
+# --------------------------------------------------------------------------- run resolvers
+def wandb_offline() -> bool:
+    """Offline unless an API key is configured (environment or ~/.netrc) or WANDB_MODE=online."""
+    if os.environ.get("WANDB_MODE") in ("online", "offline"):
+        return os.environ["WANDB_MODE"] == "offline"
+    if os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.path.expanduser("~/.netrc"))
+    return not (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+
+
+#: longest job directory name built from the overrides (file systems allow 255 bytes)
+MAX_JOB_DIRNAME = 120
+
+
+def path_safe(text: str) -> str:
+    """A sweep job's override string as one directory name: config-group overrides such as
+    ``model/head=rnn`` would otherwise nest the job directory (``/`` becomes ``.``), and a long
+    override list (a table preset passes 16) is cut to :data:`MAX_JOB_DIRNAME` characters and
+    ended by a hash of the whole string, so names stay unique and within the file system's limit
+    (the full overrides are in the job's ``.hydra/overrides.yaml``)."""
+    name = str(text).replace("/", ".")
+    if len(name.encode()) <= MAX_JOB_DIRNAME:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    head = name.encode()[: MAX_JOB_DIRNAME - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
+def register_resolvers() -> None:
+    """Register every resolver the packaged configs use (idempotent; runs at import)."""
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("dos_help_groups", help_groups, replace=True)
     OmegaConf.register_new_resolver(
         "dos_help_options", lambda g: ", ".join(group_options(g)), replace=True
     )
+    OmegaConf.register_new_resolver("wandb_offline", wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
 
 
-_register_help_resolvers()
+register_resolvers()
+
+
+# --------------------------------------------------------------------------- building
+def build(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that surfaces our own errors unwrapped.
+
+    Hydra wraps exceptions raised by a ``_target_`` in ``InstantiationException``; a
+    :class:`ConfigError` or :class:`DataError` already names the key or record, so it is re-raised
+    as it is, giving the user one clear message.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while isinstance(cause, InstantiationException):
+            cause = cause.__cause__
+        if isinstance(cause, (ConfigError, DataError)):
+            raise cause from None
+        raise

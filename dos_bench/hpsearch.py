@@ -17,7 +17,7 @@ compose API, so it needs no plugin:
   override config groups, e.g. ``/model``);
 * per trial it samples the space, composes the config once more with the sampled values as
   overrides, and runs :func:`dos_bench.train.train` in ``<dir>/trial_NNN`` (the trial's own run
-  directory; a DDP trainer works as in a single run, see :mod:`dos_bench.distributed`);
+  directory; a DDP trainer works as in a single run, see :mod:`dos_bench.training.distributed`);
 * the objective is the value ``train`` returns to sweepers: the best monitored *validation*
   metric (``metrics.json["selection"]["best_val"]``); test metrics are stored with each trial
   for the table but never optimised;

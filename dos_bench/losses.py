@@ -56,7 +56,8 @@ def _normalise(x: Tensor, eps: float) -> Tensor:
 
 
 class RMSELoss(nn.Module):
-    r"""Per-sample RMSE over the grid, averaged over the batch (DOSTransformer code, facts §2.5–6).
+    r"""Per-sample RMSE over the grid, averaged over the batch (DOSTransformer code,
+    docs/papers/dostransformer.md §2.5–2.6).
 
     .. math:: \mathcal L = \frac1B\sum_i \sqrt{\frac1M\sum_j(\hat y_{ij}-y_{ij})^2 + \varepsilon}
 
@@ -95,7 +96,8 @@ class KLLoss(nn.Module):
 
 
 class WDLoss(nn.Module):
-    r"""1-D Wasserstein-1 distance via cumulative distributions (Mat2Spec ``WD``, facts §4.4).
+    r"""1-D Wasserstein-1 distance via cumulative distributions (Mat2Spec ``WD``,
+    docs/papers/mat2spec.md §4.4).
 
     .. math::
         \mathcal L = \frac{s}{B}\sum_i\sum_j
@@ -124,7 +126,8 @@ class BregmanLoss(nn.Module):
 
     (the generalised I-divergence), batch mean, with :math:`p` the target and :math:`q` the
     prediction clamped to ``≥ eps``. Xtal2DoS §2.3 names "Bregman divergence" as the generalised
-    KL but the released code has no implementation (facts §3.4); this generator is the natural
+    KL but the released code has no implementation (docs/papers/xtal2dos.md §3.4); this generator
+    is the natural
     choice because (i) on sum-normalised vectors the linear terms cancel and it **equals**
     KL(p‖q), and (ii) it stays a valid divergence (≥ 0, = 0 iff p = q) on **unnormalised**
     non-negative spectra (e.g. ``max_norm`` targets with a ReLU/softplus link), where KL is not.
@@ -197,7 +200,8 @@ def pair_counts(n_feat: int, n_label: int, coverage: str = "all") -> Tensor:
     r"""How often each (feature component i, label component j) pair enters :math:`L_{KL}`.
 
     ``all``: every pair once (P-M2S eq. 7). ``code``: the authors' tiling — pair index
-    ``t = 0 … K·L−1`` uses ``(t mod K, t mod L)`` (facts §4.4, pitfall 5), so a pair is used
+    ``t = 0 … K·L−1`` uses ``(t mod K, t mod L)`` (docs/papers/mat2spec.md §4.4, docs/pitfalls.md
+    §6.5), so a pair is used
     ``gcd(K, L)`` times if ``i ≡ j (mod gcd)`` and never otherwise (K=10, L=128: only
     same-parity pairs, each twice; K=10, L=51: every pair once).
 
@@ -238,7 +242,7 @@ _PRED_LOSSES = ("kl", "wd", "mae", "mse")
 
 
 class Mat2SpecLoss(nn.Module):
-    r"""Mat2Spec objective (P-M2S eqs. 7–10, Algorithm 1; facts §4.4).
+    r"""Mat2Spec objective (P-M2S eqs. 7–10, Algorithm 1; docs/papers/mat2spec.md §4.4).
 
     .. math::
         \mathcal L = c_{pred}\,L_C + c_{kl}\,L_{KL} + c_{contrast}\,L_D

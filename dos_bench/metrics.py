@@ -1,4 +1,5 @@
-"""Spectrum metrics, computed on native-unit spectra (facts.md §1.5, §2.6, §3.5, §4.5).
+"""Spectrum metrics, computed on native-unit spectra (docs/papers/alignn_dos.md §1.5,
+docs/papers/dostransformer.md §2.6, docs/papers/xtal2dos.md §3.5, docs/papers/mat2spec.md §4.5).
 
 All metric functions take ``pred`` and ``true`` of shape ``(N, L)`` (numpy or torch) and return a
 float. Names are looked up in :data:`METRICS`, which also understands the parametrised
@@ -10,14 +11,16 @@ float. Names are looked up in :data:`METRICS`, which also understands the parame
 * ``rmse`` — per-sample RMSE over the grid, then averaged over samples (DOSTransformer §2.6).
 * ``r2`` — variance-weighted R² over the test matrix (scikit-learn ``r2_score(y_true, y_pred,
   multioutput='variance_weighted')``, Xtal2DoS ``xtal2dos/utils.py``, also used for Mat2Spec,
-  facts.md §3.5): ``1 − Σ_{j∈V} SS_res,j / Σ_j SS_tot,j`` with ``SS_tot,j = Σ_i (y_ij − ȳ_j)²``,
+  docs/papers/xtal2dos.md §3.5): ``1 − Σ_{j∈V} SS_res,j / Σ_j SS_tot,j`` with ``SS_tot,j = Σ_i
+  (y_ij − ȳ_j)²``,
   ȳ_j the mean over materials at grid point j, and V the grid points with ``SS_tot,j ≠ 0``.
   A grid point whose computed variance over the materials is 0 (phonon DOS at 0 cm⁻¹) has weight
   0 and its error is left out, as scikit-learn does (see :func:`r2`); when *every* grid point is
   constant the value is the fraction of grid points predicted exactly. Needs ≥ 2 materials (NaN
   for one).
 * ``r2_per_sample`` — sklearn ``r2_score`` on each material's own vector (ȳ = mean over the grid),
-  averaged over materials (DOSTransformer code, Xtal2DoS paper §4.1 form, facts.md §2.6). A
+  averaged over materials (DOSTransformer code, Xtal2DoS paper §4.1 form,
+  docs/papers/dostransformer.md §2.6). A
   constant true vector follows sklearn's ``force_finite`` rule: 1 if the prediction equals it
   exactly, else 0.
 * ``wd`` — 1-D Wasserstein-1 distance between the two spectra seen as distributions over the grid
@@ -26,7 +29,8 @@ float. Names are looked up in :data:`METRICS`, which also understands the parame
   to 0 first; two all-zero spectra are at distance 0, one all-zero spectrum against a non-zero one
   is undefined (NaN, left out of the mean).
 * ``re`` — ALIGNN-DOS §5 relative error ``|p̄ − ā| / |ā|`` of the spectrum means, averaged over
-  materials (facts.md §1.5). ā = 0: 0 if p̄ = 0 too, else undefined (NaN, left out of the mean;
+  materials (docs/papers/alignn_dos.md §1.5). ā = 0: 0 if p̄ = 0 too, else undefined (NaN, left out
+  of the mean;
   counted as *not* below any threshold by ``frac_re_lt_*``).
 * ``multimae`` — the JARVIS-Leaderboard spectrum score (``jarvis_leaderboard/rebuild.py``,
   ``get_metric_value``): scikit-learn ``mean_absolute_error`` of all true values concatenated
@@ -35,7 +39,7 @@ float. Names are looked up in :data:`METRICS`, which also understands the parame
   the mean of the per-sample MAEs.
 * ``frac_<m>_lt_<thr>`` — fraction of materials whose per-sample ``<m>`` (one of
   :data:`PER_SAMPLE`) is strictly below ``thr``, over all N materials (NaN counts as not below).
-  ALIGNN-DOS reports ``frac_mae_lt_0.02`` and ``frac_re_lt_0.2`` (facts.md §1.6).
+  ALIGNN-DOS reports ``frac_mae_lt_0.02`` and ``frac_re_lt_0.2`` (docs/papers/alignn_dos.md §1.6).
 """
 
 from __future__ import annotations
@@ -138,7 +142,8 @@ PER_SAMPLE: tuple[str, ...] = ("mae", "mse", "rmse", "re", "wd", "r2_per_sample"
 def per_sample(name: str, pred, true, spacing: float = 1.0) -> np.ndarray:
     """The per-material ``(N,)`` vector of metric ``name`` (one of :data:`PER_SAMPLE`).
 
-    Used for histograms (ALIGNN-DOS Fig. 4, facts.md §1.5), quartile plots and group breakdowns.
+    Used for histograms (ALIGNN-DOS Fig. 4, docs/papers/alignn_dos.md §1.5), quartile plots and
+    group breakdowns.
     ``wd`` is in grid units × ``spacing``; ``re`` may hold NaN where the true mean is 0.
     """
     p, t = _np(pred), _np(true)
@@ -195,7 +200,7 @@ def r2(pred, true, **_) -> float:
 
     Restated from scikit-learn ``sklearn/metrics/_regression.py`` (``r2_score`` with
     ``multioutput="variance_weighted"`` and the default ``force_finite=True``; the Xtal2DoS
-    metric, ``xtal2dos/utils.py``, facts.md §3.5). Per grid point j, in float64:
+    metric, ``xtal2dos/utils.py``, docs/papers/xtal2dos.md §3.5). Per grid point j, in float64:
     ``SS_res,j = Σ_i (y_ij − ŷ_ij)²`` and ``SS_tot,j = Σ_i (y_ij − ȳ_j)²`` (ȳ_j the mean over
     materials). The per-point score ``1 − SS_res,j/SS_tot,j`` (1 when ``SS_res,j = 0``, 0 when
     only ``SS_tot,j = 0``) is averaged with weights ``SS_tot,j``, which gives

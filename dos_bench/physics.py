@@ -1,10 +1,16 @@
 """Physical quantities derived from a density of states, for the papers' downstream metrics.
 
-* eDOS band gap and DOS at the Fermi level from the spectrum (ALIGNN-DOS §5, facts.md §1.5).
-* :class:`FermiProbe` — the DOSTransformer A.2 Fermi-energy probe (facts.md §2.6).
-* phDOS heat capacity C_V(T) and average frequency ω̄ (Mat2Spec Table 1, facts.md §4.5).
+(Over 500 lines on purpose: the four derived quantities share grid and unit helpers; the
+derivations themselves are in docs/physics.md.)
+
+* eDOS band gap and DOS at the Fermi level from the spectrum (ALIGNN-DOS §5,
+docs/papers/alignn_dos.md §1.5).
+* :class:`FermiProbe` — the DOSTransformer A.2 Fermi-energy probe (docs/papers/dostransformer.md
+§2.6).
+* phDOS heat capacity C_V(T) and average frequency ω̄ (Mat2Spec Table 1, docs/papers/mat2spec.md
+§4.5).
 * The Mat2Spec "VB gap" classification on the 128-bin band-edge eDOS (Mat2Spec §"VB gap
-  identification", facts.md §4.5).
+  identification", docs/papers/mat2spec.md §4.5).
 
 Every function works on a shared grid ``energies`` (``(L,)``) and spectra ``(N, L)``; single
 spectra ``(L,)`` are accepted where noted.
@@ -70,7 +76,8 @@ def _per_row(x: Any, n: int, name: str) -> np.ndarray:
 
 # ============================================================================ eDOS: E_F, gap
 def dos_at_fermi(energies: Any, dos: Any, e_fermi: Any = 0.0) -> np.ndarray | float:
-    """DOS at the Fermi level by linear interpolation on the grid (ALIGNN-DOS §5, facts.md §1.5).
+    """DOS at the Fermi level by linear interpolation on the grid (ALIGNN-DOS §5,
+    docs/papers/alignn_dos.md §1.5).
 
     Args:
         energies: grid ``(L,)`` in eV, increasing.
@@ -108,7 +115,8 @@ def band_gaps(
     tol: float = 0.01,
     relative: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band gap, VBM and CBM of many spectra from the DOS alone (ALIGNN-DOS §5, facts.md §1.5).
+    """Band gap, VBM and CBM of many spectra from the DOS alone (ALIGNN-DOS §5,
+    docs/papers/alignn_dos.md §1.5).
 
     The paper's rule "gap = energy difference between the first non-zero DOS values on either
     side of 0 eV", made usable for predicted spectra (which are never exactly 0):
@@ -173,7 +181,7 @@ def band_gap_from_dos(
 
 # ============================================================================ Fermi probe
 class FermiProbe:
-    """DOSTransformer A.2 Fermi-energy probe (facts.md §2.6).
+    """DOSTransformer A.2 Fermi-energy probe (docs/papers/dostransformer.md §2.6).
 
     A 4-layer MLP ``L → 256 → 128 → 64 → 1`` is trained on the ground-truth **train** spectra to
     regress the (absolute, eV) Fermi energy, then frozen and applied to each model's predicted
@@ -186,7 +194,8 @@ class FermiProbe:
     make half of the targets unreachable. We therefore read "each layer" with an activation that
     is non-linear but maps ℝ onto ℝ: ``output_activation="prelu"`` (default) puts a PReLU (one
     learnable negative-side slope, initialised at 0.25; the activation of the DOSTransformer
-    authors' MLPs, facts.md §2.5) after the output layer, so the network can still reach every
+    authors' MLPs, docs/papers/dostransformer.md §2.5) after the output layer, so the network can
+    still reach every
     standardised target while all four layers have a non-linearity. The three hidden layers use
     ReLU (the paper names no activation). ``output_activation="none"`` is the earlier linear output.
 
@@ -360,7 +369,8 @@ def heat_capacity(
     zero_freq: str = "limit",
     clip_negative: bool = True,
 ) -> np.ndarray | float:
-    """Harmonic heat capacity C_V(T) from a phDOS (Mat2Spec Table 1 "C_V", facts.md §4.5).
+    """Harmonic heat capacity C_V(T) from a phDOS (Mat2Spec Table 1 "C_V", docs/papers/mat2spec.md
+    §4.5).
 
     ``convention='pymatgen'`` (default) reproduces
     ``PhononDos(freqs_cm1 × 0.0299792458, g).cv(T)`` of the installed pymatgen (2026.10), after
@@ -374,7 +384,8 @@ def heat_capacity(
     before normalising and integrating (the workaround for old pymatgen). This vectorised numpy
     form agrees with pymatgen to ~1e-15 relative (tested at 1e-6) and is ~40× faster.
 
-    ``convention='e3nn'`` reproduces E3NNorig ``cal_heatcap`` (facts.md §4.5): drop ω = 0, scale
+    ``convention='e3nn'`` reproduces E3NNorig ``cal_heatcap`` (docs/papers/mat2spec.md §4.5): drop
+    ω = 0, scale
     g to unit trapezoid integral over the remaining points, multiply by ``3·n_atoms`` — or by 3
     only when the crystal has a single species (then the result is per mole of *atoms*) — and
     integrate k_B N_A x² csch²x g. Needs ``n_species``.
@@ -426,7 +437,8 @@ def heat_capacity(
 def average_frequency(freqs: Any, dos: Any, clip_negative: bool = True) -> np.ndarray | float:
     """First moment ω̄ = ∫ω g dω / ∫g dω (trapezoid on the grid), in the unit of ``freqs``.
 
-    Mat2Spec Table 1 "ω̄" (cm⁻¹, facts.md §4.5); pymatgen has no such function, so this is our
+    Mat2Spec Table 1 "ω̄" (cm⁻¹, docs/papers/mat2spec.md §4.5); pymatgen has no such function, so
+    this is our
     definition — scale-invariant, so max- or sum-normalised spectra give the same value.
     NaN for an all-zero spectrum. Accepts ``(L,)`` (returns a float) or ``(N, L)``.
     """
@@ -444,7 +456,8 @@ def average_frequency(freqs: Any, dos: Any, clip_negative: bool = True) -> np.nd
 # ============================================================================ VB gap (Mat2Spec)
 def is_band_edge_grid(energies: Any, atol: float = 1e-6) -> bool:
     """True if ``energies`` are bin centres ``−w + (k+½)·2w/L`` (Mat2Spec/Xtal2DoS 128-bin grid
-    family, facts.md §3.1/§4.1): uniform, even length, symmetric about 0, no point at 0."""
+    family, docs/papers/xtal2dos.md §3.1 / docs/papers/mat2spec.md §4.1): uniform, even length,
+    symmetric about 0, no point at 0."""
     e = np.asarray(energies, dtype=np.float64)
     if e.ndim != 1 or e.size < 2 or e.size % 2:
         return False
@@ -504,7 +517,8 @@ def vb_gap_flags(
     upper_max: float = -0.25,
     require_lower_edge: bool = True,
 ) -> np.ndarray:
-    """Mat2Spec "VB gap" label of each spectrum (Mat2Spec §VB gap identification, facts.md §4.5).
+    """Mat2Spec "VB gap" label of each spectrum (Mat2Spec §VB gap identification,
+    docs/papers/mat2spec.md §4.5).
 
     The paper: "a single energy gap below but near the Fermi energy" with (i) eDOS < 1 state/eV
     throughout, (ii) width ≥ 1 eV, (iii) high-energy edge ≥ −1 eV, (iv) high-energy edge

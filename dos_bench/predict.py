@@ -86,19 +86,18 @@ class Predictor:
     def __init__(self, ckpt_path: str | Path) -> None:
         import torch
 
-        import dos_bench.train as tr
+        from dos_bench.config import build
         from dos_bench.data.graphs import GraphRecipe
+        from dos_bench.models.model import build_model
 
         ckpt = load_checkpoint(ckpt_path)
         self.cfg = OmegaConf.create(ckpt["dos_bench_config"])
         self.meta = ckpt["dos_bench_meta"]
-        tr.DATA_INFO.update(
-            atom_dim=self.meta["atom_dim"],
-            n_points=len(self.meta["grid"]),
-            target_dim=self.meta["target_dim"],
+        # the sizes the data gave at training time, stored beside the config
+        self.model = build_model(
+            self.cfg.model, in_dim=self.meta["atom_dim"], out_dim=self.meta["target_dim"]
         )
-        self.model = tr.build(self.cfg.model, out_dim=self.meta["target_dim"])
-        self.tt = tr.build(self.cfg.target_repr)
+        self.tt = build(self.cfg.target_repr)
         state = ckpt["state_dict"]
         self.model.load_state_dict(
             {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
@@ -116,8 +115,7 @@ class Predictor:
         self.atom_features = str(self.cfg.model.atom_features)
         self._table_rows: int | None = None
         self.grid = np.asarray(self.meta["grid"], dtype=np.float64)
-        inner = getattr(self.tt, "inner", self.tt)
-        self.normalised = bool(getattr(inner, "per_sample", False))
+        self.normalised = self.tt.normalised_per_material
         self._torch = torch
 
     def check(self, structure: Any, sid: str, where: str, isolated_atoms: str = "error") -> None:
@@ -171,10 +169,8 @@ class Predictor:
         with torch.no_grad():
             out = self.model(batch)["pred"]
             pred = self.tt.link(out)
-            scale = torch.ones(len(ids), 2 if self.tt.name == "min_max" else 1)
-            if self.tt.name == "min_max":
-                scale[:, 0] = 0.0
-            native = self.tt.decode(pred.float(), scale)
+            # a new crystal's own scale is unknown: normalised representations stay normalised
+            native = self.tt.decode(pred.float(), self.tt.unit_scale(len(ids)))
         return native.numpy()
 
 

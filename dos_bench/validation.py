@@ -202,7 +202,8 @@ def _strategy_rule() -> Rule:
     )
 
 
-_MODES = ("retain", "system")  # dos_bench.allocator.MODES (not imported: no side effects here)
+# dos_bench.training.allocator.MODES (not imported: no side effects here)
+_MODES = ("retain", "system")
 _BATCH_LIMIT = integer(ge=0) | number(ge=0, le=1, null=True)
 _MONITOR = "<monitor>"  # marker: checked against the metrics the run logs
 
@@ -348,8 +349,8 @@ LOSS_COMPONENTS = {"Mat2SpecLoss": ("pred_feat", "pred_label", "kl", "contrast")
 
 
 def logged_metrics(cfg: Any) -> list[str]:
-    """The names the run logs (dos_bench.lit): ``train/loss``, ``val/loss``, ``val/<metric>``
-    for each configured metric, and a loss's ``train/loss_<component>`` values."""
+    """The names the run logs (dos_bench.training.module): ``train/loss``, ``val/loss``,
+    ``val/<metric>`` for each configured metric, and a loss's ``train/loss_<component>`` values."""
     names = ["val/loss", "train/loss"]
     metrics = _get(cfg, "metrics")
     if isinstance(metrics, list):

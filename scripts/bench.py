@@ -1,5 +1,7 @@
 """Speed and size figures of dos_bench components: measured and reported, never asserted.
 
+(Over 500 lines on purpose: one command-line script with a section per benchmark.)
+
 Usage::
 
     python scripts/bench.py                      # every section (~15 min on 2 cores)
@@ -756,7 +758,7 @@ def bench_pipeline(args: argparse.Namespace) -> SectionResult:
     import torch
 
     from dos_bench.bench_utils import build_case, compose, make_batch, step_stats
-    from dos_bench.train import build
+    from dos_bench.config import build
 
     torch.set_num_threads(args.threads)
     load0 = load_average()
@@ -1170,7 +1172,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch_geometric
 
-    from dos_bench.allocator import configure_cpu_allocator
+    from dos_bench.training.allocator import configure_cpu_allocator
 
     configure_cpu_allocator(args.cpu_allocator)
     env = {

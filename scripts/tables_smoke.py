@@ -254,16 +254,19 @@ def run_group(preset: str, group: Group, base: list[str], extra: list[str], log:
 
 def build(preset: str, source_dir: Path, allow: tuple[str, ...]) -> tuple[bool, str]:
     """``dos-tables --check --plots`` on the preset's runs; returns (complete, message)."""
-    from dos_bench import tables
+    from dos_bench.reporting.cells import build_table
+    from dos_bench.reporting.cli import main as dos_tables
+    from dos_bench.reporting.runs import find_runs
+    from dos_bench.reporting.spec import load_spec
 
     out_md = OUT / preset / "table.md"
     figs = OUT / preset / "figures"
     args = [str(source_dir), "--table", preset, "--output", str(out_md), "--plots", str(figs)]
-    rc = tables.main([*args, "--check"])
+    rc = dos_tables([*args, "--check"])
     if rc == 0:
         return True, f"complete -> {out_md}"
-    spec = tables.load_spec(preset)
-    result = tables.build_table(spec, tables.find_runs([source_dir]))
+    spec = load_spec(preset)
+    result = build_table(spec, find_runs([source_dir]))
     bad = result.incomplete()
     tolerated = [
         (r, c, cell)

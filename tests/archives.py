@@ -6,7 +6,9 @@ paths, ids, counts, index splits, per-material metadata). :class:`FakeMPRester` 
 Materials Project client and :class:`ArchiveServer` serves the files (and a fake InvenioRDM
 record API) from ``127.0.0.1``, so ``dos-data download <dataset>`` can be rehearsed end to end.
 
-The formats follow facts.md (§1.1, §2.1, §2.2, §3.1, §4.1, §5) and the published split files
+The formats follow (docs/papers/alignn_dos.md §1.1, docs/papers/dostransformer.md §2.1, §2.2,
+docs/papers/xtal2dos.md §3.1, docs/papers/mat2spec.md §4.1, docs/data/phonon_sources.md §5) and the
+published split files
 (zhantaochen/phonondos_e3nn ``models/200801_trteva_indices.pkl``, ninarina12/phononDoS_tutorial
 ``data/idx_*.txt``, ``data/data_alloy.csv`` for the CSV columns):
 
@@ -53,16 +55,18 @@ The formats follow facts.md (§1.1, §2.1, §2.2, §3.1, §4.1, §5) and the pub
   ``edos_pdos_ph_dos.json.zip`` holding ``edos_pdos_ph_dos.json`` =
   ``{"train": {jid: "v1;...;v66"}, "val": {...}, "test": {...}}``, 66 values per spectrum in
   [0, 1] with max 1, jids of the miniature JARVIS file (those with both ``edos_up`` and
-  ``pdos_elast``), split ~70/15/15. The file has no frequency grid (facts §5.3); the values are the
+  ``pdos_elast``), split ~70/15/15. The file has no frequency grid (docs/data/phonon_sources.md
+  §5.3); the values are the
   record's synthetic phonon curve sampled on −300 … 1000 cm⁻¹ in 20 cm⁻¹ steps, the grid that
   ``conf/dataset/jarvis_phdos.yaml`` adopts (0 below 0 cm⁻¹).
-* **Materials Project** (:class:`FakeMPRester`): the calls of ``dos_bench/data/mp_builder.py``
+* **Materials Project** (:class:`FakeMPRester`): the calls of
+  ``dos_bench/data/download/materials_project.py``
   (``materials.summary.search``, ``get_dos_by_material_id``, ``get_database_version``) answered
   from ``tests/data/fixtures.py::mp_dos_document`` documents.
 
 Structures: every miniature draws small cells (≤ 8 atoms, nearest-neighbour distance ≥ 1.8 Å)
-from decorated AFLOW prototypes (:func:`dos_bench.data.toy.make_toy_structure`), picked round-robin
-over the number of species (1–5) and the seven crystal systems (pymatgen
+from decorated AFLOW prototypes (:func:`dos_bench.data.sources.toy.make_toy_structure`), picked
+round-robin over the number of species (1–5) and the seven crystal systems (pymatgen
 ``SpacegroupAnalyzer(symprec=0.1)``), so DOSTransformer's out-of-distribution splits (train on
 binary + ternary / on cubic … orthorhombic; evaluate on unary, quaternary, quinary / on monoclinic,
 triclinic) have members in every group. Everything is deterministic (fixed seeds, fixed zip
@@ -98,7 +102,7 @@ from urllib.parse import quote, unquote, urlsplit
 import numpy as np
 from pymatgen.core import Element, Structure
 
-from dos_bench.data.toy import CRYSTAL_SYSTEMS, StructureParams, make_toy_structure
+from dos_bench.data.sources.toy import CRYSTAL_SYSTEMS, StructureParams, make_toy_structure
 
 
 def _load_fixtures() -> types.ModuleType:
@@ -180,14 +184,14 @@ DATASET_URL_PATHS: dict[str, list[str]] = {
     "jarvis_phdos": [JARVIS_FIGSHARE_PATH, LEADERBOARD_PATH],
 }
 
-JARVIS_EDOS_GRID = -5.0 + 0.05 * np.arange(300)  # eV, E_F = 0 (facts §1.1)
+JARVIS_EDOS_GRID = -5.0 + 0.05 * np.arange(300)  # eV, E_F = 0 (docs/papers/alignn_dos.md §1.1)
 JARVIS_PDOS_GRID = 5.0 * np.arange(200)  # cm^-1, np.arange(0, 1000, 5)
 PH_GRID = F.PH_GRID  # 0 ... 1000 cm^-1, step 20 (51 points)
 EDOS128_CENTRES = -4.0 + 0.0625 * (np.arange(128) + 0.5)  # eV from the band edges, gap removed
 #: the benchmark's 66-point grid (cm^-1) as adopted by dataset=jarvis_phdos: -300 ... 1000, step 20
 LEADERBOARD_GRID = -300.0 + 20.0 * np.arange(66)
 
-#: DOSTransformer's evaluation groups of its two OOD scenarios (facts §2.3)
+#: DOSTransformer's evaluation groups of its two OOD scenarios (docs/papers/dostransformer.md §2.3)
 EVAL_SPECIES = (1, 4, 5)
 EVAL_SYSTEMS = ("monoclinic", "triclinic")
 
@@ -687,7 +691,8 @@ class _FakeSummary:
 
 
 class FakeMPRester:
-    """The slice of ``mp_api.client.MPRester`` that ``dos_bench/data/mp_builder.py`` uses.
+    """The slice of ``mp_api.client.MPRester`` that the Materials Project builder uses
+    (``dos_bench/data/download/materials_project.py``).
 
     Serves ``n`` non-magnetic documents (insulators with a 1.5 eV gap, metals, and spin-polarised
     calculations with identical channels, cycling; ``tests/data/fixtures.py::mp_dos_document``)

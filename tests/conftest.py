@@ -1,40 +1,19 @@
-"""Shared fixtures: compose the real Hydra config and shrink it (lightning-hydra-template style)."""
+"""Shared fixtures: compose the real Hydra config and shrink it (lightning-hydra-template style).
+The plain helpers live in ``tests/cli_support.py``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from cli_support import compose_cfg
 from omegaconf import DictConfig
-
-from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
-
-CONF_DIR = str(PACKAGED_CONF_DIR)
-TINY_N = 96
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """One toy-data directory for the whole session (tiny sets are generated once)."""
     return tmp_path_factory.mktemp("data")
-
-
-def compose_cfg(overrides: list[str], data_dir: Path, out_dir: Path) -> DictConfig:
-    base = [
-        f"paths.data_dir={data_dir}",
-        f"paths.output_dir={out_dir}",
-        f"dataset.source.n_materials={TINY_N}",
-        "progress=false",
-        "trainer=debug",
-        "data.batch_size=16",
-        "num_threads=1",
-    ]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="train", overrides=base + list(overrides))
 
 
 @pytest.fixture
@@ -49,31 +28,3 @@ def make_cfg(data_dir, tmp_path):
 def compose_config():
     """``compose(overrides, data_dir, out_dir)`` for module- or session-scoped fixtures."""
     return compose_cfg
-
-
-#: overrides that shrink a `dos-train` subprocess run to the tiny toy sets on one thread
-CLI_SMALL = [
-    "progress=false",
-    "num_threads=1",
-    f"dataset.source.n_materials={TINY_N}",
-    "data.batch_size=16",
-]
-
-
-def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a subprocess run: the session's toy-data directory, plus ``extra``."""
-    return {**os.environ, "DOS_BENCH_DATA_DIR": str(data_dir), **extra}
-
-
-def train_cli(
-    args: list[str],
-    data_dir: Path,
-    cwd: Path,
-    timeout: float = 600,
-    env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess:
-    """``python -m dos_bench.train <args>`` as a user types it, output captured; ``env`` replaces
-    the default environment (:func:`cli_env`)."""
-    cmd = [sys.executable, "-m", "dos_bench.train", *args]
-    env = cli_env(data_dir) if env is None else env
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)

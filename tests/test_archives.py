@@ -30,7 +30,7 @@ from pymatgen.electronic_structure.dos import Dos
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
 from dos_bench.config import CONF_DIR
-from dos_bench.data.mp_builder import build_mp_dos_documents
+from dos_bench.data.download.materials_project import build_mp_dos_documents
 
 _spec = importlib.util.spec_from_file_location(
     "dos_archives", Path(__file__).with_name("archives.py")
@@ -135,7 +135,8 @@ def test_jarvis_zip_holds_the_published_record_list(archives):
         else:
             y = np.asarray(r["edos_up"], dtype=float)
             assert y.shape == (300,) and np.isfinite(y).all()
-            assert y.min() >= 0.0 and y.max() <= 0.4  # valence-normalised (facts §1.1)
+            # valence-normalised (docs/papers/alignn_dos.md §1.1)
+            assert y.min() >= 0.0 and y.max() <= 0.4
             occupied = y[:100].sum() * 0.05  # ∫_{-5}^{0}: ≤ 0.5 spin-up states per electron
             assert 0.05 <= occupied <= 0.6
         if r["pdos_elast"] != "na":
@@ -196,7 +197,8 @@ def test_mat2spec_zip_has_the_published_layout(archives):
     _check_variety(structs, "mat2spec phdos")
 
     split = pickle.loads(member("phdos/200801_trteva_indices.pkl"))
-    assert isinstance(split, list) and len(split) == 3  # train, valid, test (facts §4.2)
+    # train, valid, test (docs/papers/mat2spec.md §4.2)
+    assert isinstance(split, list) and len(split) == 3
     assert all(isinstance(a, np.ndarray) and a.dtype == np.int64 and a.ndim == 1 for a in split)
     tr, va, te = (set(a.tolist()) for a in split)
     assert not (tr & va or tr & te or va & te)

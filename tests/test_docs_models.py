@@ -56,15 +56,13 @@ def _script():
 
 
 def _build_count(overrides: list[str], points: int) -> int:
-    import dos_bench.train as train_mod
     from dos_bench.bench_utils import compose
     from dos_bench.data.features import atom_feature_table
+    from dos_bench.models.model import build_model
 
     cfg = compose(overrides)
     dim = atom_feature_table(cfg.model.atom_features).shape[1]
-    train_mod.DATA_INFO.clear()
-    train_mod.DATA_INFO.update(atom_dim=dim, n_points=points, target_dim=points)
-    return int(train_mod.build(cfg.model, out_dim=points).n_parameters())
+    return int(build_model(cfg.model, in_dim=dim, out_dim=points).n_parameters())
 
 
 ROWS = _table()

@@ -1,4 +1,5 @@
-"""Derived metrics and re-evaluation of a run directory (facts.md §1.5, §2.6, §4.5)."""
+"""Derived metrics and re-evaluation of a run directory (docs/papers/alignn_dos.md §1.5,
+docs/papers/dostransformer.md §2.6, docs/papers/mat2spec.md §4.5)."""
 
 import json
 

@@ -17,8 +17,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from dos_bench import tables
 from dos_bench.config import CONF_DIR
+from dos_bench.reporting.cells import matches
+from dos_bench.reporting.runs import Run
+from dos_bench.reporting.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = CONF_DIR
@@ -59,7 +61,7 @@ def _sweep(preset: str) -> dict[str, list[str]]:
 
 
 @cache
-def _jobs(preset: str) -> list[tables.Run]:
+def _jobs(preset: str) -> list[Run]:
     """The composed config of every non-seed combination of the preset's sweep."""
     sweep = {k: v for k, v in _sweep(preset).items() if k not in SEED_KEYS}
     keys = sorted(sweep)
@@ -68,11 +70,11 @@ def _jobs(preset: str) -> list[tables.Run]:
         ovs = [f"experiment={preset}", *(f"{k}={v}" for k, v in zip(keys, combo, strict=True))]
         cfg = _compose(ovs)
         container = OmegaConf.to_container(cfg, resolve=False)
-        runs.append(tables.Run(path=Path(" ".join(ovs)), config=container, metrics=None))
+        runs.append(Run(path=Path(" ".join(ovs)), config=container, metrics=None))
     return runs
 
 
-def _check_arguments(job: tables.Run, node_path: str) -> None:
+def _check_arguments(job: Run, node_path: str) -> None:
     """Every key of a `_target_` node is an argument of its class (no data, no instantiation)."""
     node = job.get(node_path)
     if not isinstance(node, dict) or "_target_" not in node:
@@ -93,7 +95,7 @@ def test_there_are_presets():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_with_table_selection_and_seeds(preset):
     cfg = _preset(preset)
-    assert cfg.table == preset and tables.load_spec(cfg.table).name == preset
+    assert cfg.table == preset and load_spec(cfg.table).name == preset
     assert str(cfg.monitor).startswith("val/"), "checkpoints are selected on validation only"
     assert preset in str(cfg.hydra.sweep.dir)
     sweep = _sweep(preset)
@@ -123,22 +125,22 @@ def test_presets_override_primary_config_values(preset):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_sweep_values_are_valid_and_match_the_table(preset):
-    spec = tables.load_spec(preset)
+    spec = load_spec(preset)
     jobs = _jobs(preset)  # composing raises for an unknown group option or key
     assert jobs
     for job in jobs:
         for node in ("loss", "target_repr", "split", "model.encoder", "model.head"):
             _check_arguments(job, node)
-        assert tables.matches(job, spec.match), f"{job.path} fails the table's match"
-        rows = [r.id for r in spec.rows if tables.matches(job, r.match)]
-        cols = [c.id for c in spec.columns if tables.matches(job, c.match)]
+        assert matches(job, spec.match), f"{job.path} fails the table's match"
+        rows = [r.id for r in spec.rows if matches(job, r.match)]
+        cols = [c.id for c in spec.columns if matches(job, c.match)]
         assert rows, f"{job.path}: matches no row of {preset}"
         assert cols, f"{job.path}: matches no column of {preset}"
     for row in spec.rows:
         for col in spec.columns:
             if col.id in row.na:
                 continue
-            hits = [j for j in jobs if tables.matches(j, {**row.match, **col.match})]
+            hits = [j for j in jobs if matches(j, {**row.match, **col.match})]
             assert hits, f"{preset}: no sweep job produces cell ({row.id}, {col.id})"
 
 

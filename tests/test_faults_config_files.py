@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CLI_SMALL, CONF_DIR, cli_env, train_cli
+from cli_support import CLI_SMALL, CONF_DIR, cli_env, train_cli
 
 import dos_bench.io as dio
 from dos_bench.io import (

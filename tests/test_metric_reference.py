@@ -3,7 +3,8 @@
 References: scikit-learn (``mean_absolute_error``, ``mean_squared_error``,
 ``root_mean_squared_error``, ``r2_score``), SciPy (``stats.wasserstein_distance`` on bin indices
 times the grid spacing, ``stats.entropy``, ``special.kl_div``) or a formula written here from the
-papers' definitions (facts.md §1.5 ALIGNN-DOS MAE / RE, §2.6 DOSTransformer per-sample RMSE,
+papers' definitions (docs/papers/alignn_dos.md §1.5 ALIGNN-DOS MAE / RE, §2.6 DOSTransformer
+per-sample RMSE,
 §3.4 Xtal2DoS KL, §3.5 Xtal2DoS MAE / MSE / R² / WD, §4.4 Mat2Spec KL / WD / Gaussian KL /
 contrastive loss). The inputs hold an all-zero grid point (a phonon DOS at 0 cm⁻¹), a grid point
 that is constant over the materials, and where the definition allows it an all-zero spectrum.

@@ -1,4 +1,5 @@
-"""Every metric on hand-computed arrays, edge cases included (facts.md §1.5, §2.6, §3.5)."""
+"""Every metric on hand-computed arrays, edge cases included (docs/papers/alignn_dos.md §1.5,
+docs/papers/dostransformer.md §2.6, docs/papers/xtal2dos.md §3.5)."""
 
 import numpy as np
 import pytest

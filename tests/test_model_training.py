@@ -19,7 +19,7 @@ from dos_bench.train import train
 CONF = CONF_DIR
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
-# the objective each paper model is trained with (facts.md; otherwise the default MSE)
+# the objective each paper model is trained with (docs/models.md; otherwise the default MSE)
 PAPER_SETTINGS = {
     "ae_alignn": [
         "target_repr=autoencoder",

@@ -68,7 +68,7 @@ def test_predictor_matches_the_trained_model(trained):
     """The rebuilt model gives the same spectra as the run's own test predictions."""
     import json
 
-    from dos_bench.data.toy import ToyEDOS
+    from dos_bench.data.sources.toy import ToyEDOS
     from dos_bench.predict import Predictor
 
     p = Predictor(trained / "checkpoints" / "last.ckpt")

@@ -1,7 +1,8 @@
 """Exact resume: a run SIGKILLed at any point and resumed with ckpt_path=last ends with the
 uninterrupted run's test metrics and training curves; checkpoints load with weights_only=True
 only; one run per run directory (lock file); multirun jobs that finished are skipped; wandb works
-offline without a key."""
+offline without a key. (The pieces alone, lock, CSV logger, checkpoint checks: tests/training/
+test_resume.py.)"""
 
 from __future__ import annotations
 
@@ -19,17 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLI_SMALL, cli_env, compose_cfg, train_cli
+from cli_support import CLI_SMALL, cli_env, compose_cfg, train_cli
 
-from dos_bench.io import ConfigError, DataError
-from dos_bench.resume import (
-    LOCK_NAME,
-    ResumableCSVLogger,
-    RunDirLocked,
-    RunLock,
-    load_checkpoint_safely,
-    wandb_run_id,
-)
+from dos_bench.io import DataError
+from dos_bench.training.resume import LOCK_NAME, load_checkpoint_safely
 
 # Fault injection: block at a chosen point so that the test can SIGKILL the process exactly
 # there. ``StallAfterCheckpoint`` is a Checkpoint callback, which Lightning runs after the
@@ -310,12 +304,6 @@ def _write_lock(run: Path, pid: int, host: str | None = None) -> Path:
     return lock
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
 def test_locked_run_directory_stops_a_second_run(tmp_path, data_dir):
     """A live owner (this test process) holds the lock: the CLI run stops with one message."""
     run = tmp_path / "run"
@@ -330,37 +318,6 @@ def test_locked_run_directory_stops_a_second_run(tmp_path, data_dir):
     )
     assert lock.read_text() == before  # not taken, not removed
     assert not (run / "config_resolved.yaml").exists() and not (run / "csv").exists()
-
-
-@pytest.mark.parametrize("owner", ["live", "other-host", "garbage"])
-def test_lock_held_by_a_live_or_unknown_owner_is_refused(tmp_path, owner):
-    run = tmp_path / "run"
-    if owner == "garbage":
-        (run).mkdir()
-        (run / LOCK_NAME).write_text("{half")
-    else:
-        host = "some-other-node" if owner == "other-host" else None
-        _write_lock(run, os.getpid() if owner == "live" else _dead_pid(), host)
-    with pytest.raises(RunDirLocked, match=str(run)) as e:
-        RunLock(run).acquire()
-    assert isinstance(e.value, ConfigError)
-    assert (run / LOCK_NAME).exists()
-    assert [p.name for p in run.iterdir()] == [LOCK_NAME]  # no temporary files left
-
-
-def test_stale_lock_is_taken_over_and_released(tmp_path, caplog):
-    run = tmp_path / "run"
-    dead = _dead_pid()
-    _write_lock(run, dead)
-    with caplog.at_level("WARNING", logger="dos_bench.resume"):
-        lock = RunLock(run).acquire()
-    assert f"stale lock of pid {dead}" in caplog.text
-    info = json.loads((run / LOCK_NAME).read_text())
-    assert info["pid"] == os.getpid() and info["host"] == socket.gethostname()
-    with pytest.raises(RunDirLocked, match=f"pid {os.getpid()}"):
-        RunLock(run).acquire()  # now held by a live owner
-    lock.release()
-    assert list(run.iterdir()) == []
 
 
 def test_lock_is_released_when_the_run_fails(tmp_path, data_dir):
@@ -393,65 +350,6 @@ def test_shuffle_order_of_an_epoch_does_not_depend_on_history():
     c = EpochShuffleSampler(data, seed=4)
     c.set_epoch(2)
     assert list(c) != orders[2]
-
-
-def _write_csv(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-CSV_HEAD = "epoch,step,train/loss,val/mae\n"
-CSV_ROWS = "0,3,,0.5\n0,3,0.4,\n1,7,,0.3\n1,7,0.2,\n2,11,,0.25\n"
-
-
-@pytest.mark.parametrize("cut_short", [False, True])
-def test_csv_logger_keeps_rows_up_to_the_checkpoint_epoch(tmp_path, cut_short):
-    path = tmp_path / "csv" / "metrics.csv"
-    _write_csv(path, CSV_HEAD + CSV_ROWS + ("2,11,0.1" if cut_short else ""))
-    lg = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
-    lg.resume_from(1)
-    lg.log_metrics({"val/mae": 0.125, "epoch": 2}, step=11)
-    lg.save()
-    rows = list(csv.DictReader(path.open()))
-    assert [(r["epoch"], r["val/mae"], r["train/loss"]) for r in rows] == [
-        ("0", "0.5", ""),
-        ("0", "", "0.4"),
-        ("1", "0.3", ""),
-        ("1", "", "0.2"),
-        ("2", "0.125", ""),  # the re-run epoch's row once, from the resumed run
-    ]
-    assert not list(path.parent.glob("*.tmp"))
-
-
-def test_csv_logger_restores_the_training_row_the_kill_lost(tmp_path):
-    path = tmp_path / "csv" / "metrics.csv"
-    _write_csv(path, CSV_HEAD + "0,3,,0.5\n0,3,0.4,\n1,7,,0.3\n")
-    lg = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
-    lg.resume_from(1, {"train/loss": 0.2, "epoch": 1, "step": 7})
-    lg.log_metrics({"val/mae": 0.125, "epoch": 2}, step=11)
-    lg.save()
-    rows = list(csv.DictReader(path.open()))
-    assert [(r["epoch"], r["step"], r["train/loss"]) for r in rows][-2:] == [
-        ("1", "7", "0.2"),
-        ("2", "11", ""),
-    ]
-
-
-def test_csv_logger_without_resume_starts_a_new_file(tmp_path):
-    path = tmp_path / "csv" / "metrics.csv"
-    _write_csv(path, CSV_HEAD + CSV_ROWS)
-    lg = ResumableCSVLogger(save_dir=tmp_path, name="csv", version="")
-    lg.log_metrics({"val/mae": 0.9, "epoch": 0}, step=3)
-    lg.save()
-    assert [r["val/mae"] for r in csv.DictReader(path.open())] == ["0.9"]
-
-
-def test_wandb_run_id_of_a_run_directory(tmp_path):
-    assert wandb_run_id(tmp_path) is None
-    for name in ("offline-run-20250101_000000-abc123", "offline-run-20250102_000000-def456"):
-        (tmp_path / "wandb" / name).mkdir(parents=True)
-    (tmp_path / "wandb" / "latest-run").mkdir()
-    assert wandb_run_id(tmp_path) == "def456"
 
 
 # ---------------------------------------------------------------------------- sweeps, wandb

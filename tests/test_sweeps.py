@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import CLI_SMALL, CONF_DIR, train_cli
+from cli_support import CLI_SMALL, CONF_DIR, train_cli
 
 from dos_bench.hpsearch import SearchParam, format_override, parse_space, run_search
 from dos_bench.io import ConfigError
@@ -47,7 +47,7 @@ def test_joblib_launcher_runs_four_jobs_in_parallel(data_dir, tmp_path):
     assert not (tmp_path / "outputs").exists()
     # dos-tables reads the sweep: one row per model, mean over the two seeds in every cell
     tables = subprocess.run(
-        [sys.executable, "-m", "dos_bench.tables", str(sweep), "--check"],
+        [sys.executable, "-m", "dos_bench.reporting.cli", str(sweep), "--check"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -194,6 +194,6 @@ def test_sixteen_override_multirun_fits_the_file_system_and_tables_read_it(data_
     assert len(jobs) == 2 and all(len(j.name) <= 125 for j in jobs)  # "<num>_" + 120
     assert jobs[0].name != jobs[1].name and all("~" in j.name for j in jobs)
     assert all((j / "metrics.json").is_file() for j in jobs)
-    from dos_bench import tables
+    from dos_bench.reporting.cli import main as tables_main
 
-    assert tables.main([str(sweep)]) == 0
+    assert tables_main([str(sweep)]) == 0

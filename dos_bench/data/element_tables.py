@@ -31,7 +31,7 @@ jarvis-tools (4.2 MB wheel) is the lighter source of the CGCNN table: matminer s
 file but pins ``pandas<3``; matminer is needed only for Matscholar-200.
 
 **ALIGNN-DOS attributes.** ``alignn_dos_features`` is the five-attribute node input of
-ALIGNN-DOS (Kaundinya et al., §2 "ALIGNN modeling framework"; facts.md §1.2):
+ALIGNN-DOS (Kaundinya et al., §2 "ALIGNN modeling framework"; docs/papers/alignn_dos.md §1.2):
 *electronegativity, electron affinity, number of valence electrons, first ionization energy and
 atomic radius*.  The authors' code (ALIGNN) defaults to the 92-d CGCNN table instead; the
 paper's five attributes are a subset of the JARVIS "basic" element features (``X``,
@@ -98,7 +98,7 @@ ALIGNN_DOS_JARVIS_KEYS: tuple[tuple[str, ...], ...] = (
     ("atom_rad",),
 )
 """JARVIS ``Elements.json`` keys summed into each column of :data:`ALIGNN_DOS_ATTRIBUTES`
-(facts.md §1.2); every key is one of ``jarvis.core.specie.BASIC_FEATURES``."""
+(docs/papers/alignn_dos.md §1.2); every key is one of ``jarvis.core.specie.BASIC_FEATURES``."""
 
 _NOBLE_GAS_Z = (0, 2, 10, 18, 36, 54, 86)
 _Z_MAX = 100
@@ -399,7 +399,8 @@ def alignn_dos_jarvis_raw_attributes(who: str = "") -> np.ndarray:
     basic = set(jarvis_basic_keys(who))
     keys = tuple(k for group in ALIGNN_DOS_JARVIS_KEYS for k in group)
     unknown = sorted(set(keys) - basic)
-    if unknown:  # the paper's attributes are a subset of BASIC_FEATURES (facts.md §1.2)
+    # the paper's attributes are a subset of BASIC_FEATURES (docs/papers/alignn_dos.md §1.2)
+    if unknown:
         raise ConfigError(f"{who}: {unknown} are not in jarvis BASIC_FEATURES {sorted(basic)}")
     values = jarvis_property_table(keys, who)[: _Z_MAX + 1]
     raw = np.empty((_Z_MAX + 1, len(ALIGNN_DOS_JARVIS_KEYS)))

@@ -189,7 +189,8 @@ def cgcnn_features() -> np.ndarray:
     Row Z (Z = 1..100) is the ``"Z"`` entry of CGCNN's ``atom_init.json`` as shipped by
     jarvis-tools (``jarvis/core/atom_init.json``, what ALIGNN reads for
     ``atom_features="cgcnn"``; the same file as matminer's ``cgcnn_atom_feature.json``); row 0
-    is zeros.  Mat2Spec (``Mat2Spec_DATA/atom_init.json``, facts.md §4.3) and Xtal2DoS (§3.2)
+    is zeros.  Mat2Spec (``Mat2Spec_DATA/atom_init.json``, docs/papers/mat2spec.md §4.3) and
+    Xtal2DoS (§3.2)
     read this file; a dataset's own copy can be used with ``cgcnn_file:<path>``.
 
     Raises:
@@ -276,7 +277,7 @@ def matscholar200_features(zscore: bool = True) -> np.ndarray:
     The embeddings of Tshitoyan et al., Nature 571, 95 (2019) / Weston et al., J. Chem. Inf.
     Model. 59, 3692 (2019), read from matminer's ``utils/data_files/matscholar_els.json``
     (103 elements H ... Lr; the same values as the ``matscholar-embedding.json`` that
-    DOSTransformer's eDOS code reads, facts.md §2.1).
+    DOSTransformer's eDOS code reads, docs/papers/dostransformer.md §2.1).
 
     Args:
         zscore: as DOSTransformer's ``data/mat2graph.py``: stack the embeddings of the 100
@@ -321,7 +322,7 @@ def jarvis_basic_features() -> np.ndarray:
     atom_rad, nsvalence, npvalence, ndvalence, nfvalence, first_ion_en, elec_aff``), row Z
     holds the values of jarvis-tools' ``jarvis/core/Elements.json`` for Z = 1..103 unscaled, as
     ``jarvis.core.specie.get_node_attributes(symbol, atom_features="basic")`` returns them
-    (ALIGNN's ``atom_features="basic"``; facts.md §1.2).  Row 0 is zeros.
+    (ALIGNN's ``atom_features="basic"``; docs/papers/alignn_dos.md §1.2).  Row 0 is zeros.
 
     Raises:
         ConfigError: jarvis-tools is not installed (names the ``dos_bench[tables]`` extra).
@@ -345,7 +346,7 @@ def mass_onehot_features() -> np.ndarray:
 
     Row Z has ``Element.from_Z(Z).atomic_mass`` in column Z - 1 and zeros elsewhere; this is
     the node input of the E3NN phonon-DOS models (Chen et al., Adv. Sci. 2021) and of
-    DOSTransformer's phonon code (facts.md §2.2).
+    DOSTransformer's phonon code (docs/papers/dostransformer.md §2.2).
     """
     if "mass_onehot" not in _CACHE:
         from pymatgen.core import Element

@@ -36,32 +36,28 @@ images ``+n`` and ``-n`` of one atom always tie) follows the output order of
 independent of how many structures are built together, but otherwise arbitrary.
 
 Within a structure, edges are ordered by centre (``dst`` ascending), then by distance.
+
+The graphs are stored column-wise (:mod:`dos_bench.data.graph_store`) and turned into PyTorch
+Geometric ``Data`` objects by :mod:`dos_bench.data.graph_data`; both are re-exported here, the
+one import point of the graph layer.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dos_bench.io import (
-    ConfigError,
-    DataError,
-    atomic_write,
-    memory_cache,
-    save_cache,
-    stable_hash,
-)
+from dos_bench.data.graph_data import _cartesian, edge_vectors, to_data, to_data_list
+from dos_bench.data.graph_store import GRAPH_VERSION, Edges, GraphSet
+from dos_bench.io import ConfigError, DataError, memory_cache, save_cache, stable_hash
 
 if TYPE_CHECKING:
-    import torch
-    from torch_geometric.data import Data
-
     from dos_bench.data.records import RecordSet
+
 
 __all__ = [
     "GRAPH_VERSION",
@@ -82,9 +78,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GRAPH_VERSION = 1
-"""Bumped whenever the graph construction changes what it produces (invalidates caches)."""
-
 NEIGHBOR_TOL = 1e-8
 """``tol`` of ``find_points_in_spheres`` (pairs with d^2 < cutoff^2 + tol are neighbours)."""
 
@@ -95,8 +88,6 @@ _SELF_TOL = 1e-6  # Å; an atom's own (unshifted) copy is found at ~1e-15 Å
 _CHUNK_PAIRS = 1 << 19  # candidate pairs buffered before one vectorised k-nearest selection
 _DIST_QUANTUM = 1e-9  # Å; resolution of the integer sort key
 _N_BINS = 32  # distance shells of the k-nearest pre-selection (cutoff / 32 wide)
-_FORMAT = "dos_bench.graphs"
-_ARRAYS = ("atom_ptr", "edge_ptr", "src", "dst", "dist", "shift")
 
 
 # ---------------------------------------------------------------------------------------- recipe
@@ -141,143 +132,6 @@ class GraphRecipe:
             "tie_tol": TIE_TOL,
             "version": GRAPH_VERSION,
         }
-
-
-# ---------------------------------------------------------------------------------------- storage
-class Edges(NamedTuple):
-    """The edges of one structure (views into a :class:`GraphSet`), local atom indices."""
-
-    src: np.ndarray
-    dst: np.ndarray
-    dist: np.ndarray
-    shift: np.ndarray
-
-
-@dataclass(eq=False)
-class GraphSet:
-    """Column-wise crystal graphs of a whole :class:`~dos_bench.data.records.RecordSet`.
-
-    Attributes:
-        atom_ptr: ``(N + 1,)`` int64 atom offsets of the record set the graphs were built from
-            (used to check that graphs and records belong together).
-        edge_ptr: ``(N + 1,)`` int64; the edges of structure ``i`` are
-            ``edge_ptr[i]:edge_ptr[i+1]``.
-        src: ``(E,)`` int16 (int32 for structures above 32767 atoms) local index of the
-            neighbour ``j`` (message source, ``edge_index[0]``).
-        dst: ``(E,)`` same dtype, local index of the centre ``i`` (``edge_index[1]``).
-        dist: ``(E,)`` float32 distances in Å.
-        shift: ``(E, 3)`` int8 (int16/int32 if out of range) periodic image of the neighbour,
-            in lattice vectors: ``r = pos[src] + shift @ lattice - pos[dst]``.
-        recipe: :meth:`GraphRecipe.key` of the recipe that built the graphs.
-    """
-
-    atom_ptr: np.ndarray
-    edge_ptr: np.ndarray
-    src: np.ndarray
-    dst: np.ndarray
-    dist: np.ndarray
-    shift: np.ndarray
-    recipe: dict[str, Any]
-
-    def __len__(self) -> int:
-        return int(self.edge_ptr.shape[0] - 1)
-
-    @property
-    def num_edges(self) -> np.ndarray:
-        """``(N,)`` number of edges per structure."""
-        return np.diff(self.edge_ptr)
-
-    def edges(self, i: int) -> Edges:
-        """The edges of structure ``i`` (local indices; views, do not modify)."""
-        a, b = int(self.edge_ptr[i]), int(self.edge_ptr[i + 1])
-        return Edges(self.src[a:b], self.dst[a:b], self.dist[a:b], self.shift[a:b])
-
-    def nbytes(self) -> int:
-        """Bytes of all arrays in memory (about the size of the saved file)."""
-        return sum(getattr(self, k).nbytes for k in _ARRAYS)
-
-    # ------------------------------------------------------------------ disk
-    def save(self, path: str | Path) -> Path:
-        """Write the graphs to one uncompressed ``.npz`` file atomically."""
-        path = Path(path)
-        meta = json.dumps({"format": _FORMAT, "version": GRAPH_VERSION, "recipe": self.recipe})
-        with atomic_write(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, __meta__=np.asarray(meta), **{k: getattr(self, k) for k in _ARRAYS})
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> GraphSet:
-        """Read graphs written by :meth:`save`.
-
-        Raises:
-            DataError: naming ``path``, for a missing, truncated, foreign or inconsistent file.
-        """
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: graph cache file not found")
-        hint = "delete it to rebuild the graphs"
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                files = set(z.files)
-                if "__meta__" not in files:
-                    raise DataError(f"{path}: not a dos_bench graph cache file; {hint}")
-                meta = json.loads(str(z["__meta__"]))
-                if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-                    raise DataError(f"{path}: not a dos_bench graph cache file; {hint}")
-                if meta.get("version") != GRAPH_VERSION:
-                    raise DataError(
-                        f"{path}: graph cache version {meta.get('version')} != {GRAPH_VERSION}; "
-                        f"{hint}"
-                    )
-                missing = sorted(set(_ARRAYS) - files)
-                if missing:
-                    raise DataError(f"{path}: graph cache lacks arrays {missing}; {hint}")
-                arrays = {k: z[k] for k in _ARRAYS}
-        except DataError:
-            raise
-        except Exception as exc:  # zipfile / numpy / json raise many types on damaged files
-            raise DataError(
-                f"{path}: cannot read the graph cache ({type(exc).__name__}: {exc}); {hint}"
-            ) from exc
-        gs = cls(**arrays, recipe=meta.get("recipe", {}))
-        problem = gs._check()
-        if problem:
-            raise DataError(f"{path}: corrupt graph cache ({problem}); {hint}")
-        return gs
-
-    def _check(self) -> str | None:
-        """A description of the first inconsistency, or None."""
-        n = len(self)
-        e = self.src.shape[0]
-        if self.atom_ptr.shape != (n + 1,) or self.edge_ptr.ndim != 1 or n < 0:
-            return "offset arrays of different lengths"
-        if self.dst.shape != (e,) or self.dist.shape != (e,) or self.shift.shape != (e, 3):
-            return "edge arrays of different lengths"
-        if self.edge_ptr[0] != 0 or self.edge_ptr[-1] != e or np.any(np.diff(self.edge_ptr) < 0):
-            return "edge offsets do not match the number of edges"
-        if self.atom_ptr[0] != 0 or np.any(np.diff(self.atom_ptr) < 1):
-            return "bad atom offsets"
-        if e:
-            n_atoms = np.repeat(np.diff(self.atom_ptr), np.diff(self.edge_ptr))
-            if (
-                self.src.min() < 0
-                or self.dst.min() < 0
-                or np.any(self.src >= n_atoms)
-                or np.any(self.dst >= n_atoms)
-            ):
-                return "edge index out of range"
-            if not np.all(np.isfinite(self.dist)) or self.dist.min() < 0:
-                return "invalid distances"
-        return None
-
-    def check_matches(self, rs: RecordSet, where: str = "") -> None:
-        """Raise :class:`DataError` unless these graphs were built for ``rs``'s structures."""
-        if len(self) != len(rs) or not np.array_equal(self.atom_ptr, rs.ptr):
-            raise DataError(
-                f"{where}graphs ({len(self)} structures, {int(self.atom_ptr[-1])} atoms) do not "
-                f"match the record set ({len(rs)} structures, {int(rs.ptr[-1])} atoms)"
-            )
 
 
 # ---------------------------------------------------------------------------------------- build
@@ -598,201 +452,3 @@ def _load_or_build_graphs(
     gs = build_graphs(rs, recipe, progress=progress)
     save_cache(gs, path)  # a read-only cache directory: kept in memory, one warning
     return gs
-
-
-# ---------------------------------------------------------------------------------------- PyG
-def _cartesian(rs: RecordSet, a: int = 0, b: int | None = None) -> np.ndarray:
-    """Cartesian positions (float64) of the atoms of structures ``a:b``."""
-    b = len(rs) if b is None else b
-    counts = np.diff(rs.ptr[a : b + 1])
-    owner = np.repeat(np.arange(a, b), counts)
-    frac = rs.frac_coords[rs.ptr[a] : rs.ptr[b]]
-    return np.einsum("aj,ajk->ak", frac, rs.lattices[owner])
-
-
-def _check_table(rs: RecordSet, table: np.ndarray, a: int = 0, b: int | None = None) -> None:
-    b = len(rs) if b is None else b
-    z = rs.numbers[rs.ptr[a] : rs.ptr[b]]
-    if z.size and (z.min() < 1 or z.max() >= table.shape[0]):
-        bad = int(np.argmax((z < 1) | (z >= table.shape[0]))) + int(rs.ptr[a])
-        rec = int(np.searchsorted(rs.ptr, bad, side="right") - 1)
-        raise DataError(
-            f"record {rs.ids[rec]}: atomic number {int(rs.numbers[bad])} has no row in the atom "
-            f"feature table (rows 1..{table.shape[0] - 1})"
-        )
-
-
-def _check_y(rs: RecordSet, y: np.ndarray | None) -> np.ndarray | None:
-    if y is None:
-        return None
-    y = np.array(y, dtype=np.float32)  # a copy: Data objects must not alias the caller's array
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2 or y.shape[0] != len(rs):
-        raise DataError(f"targets have shape {y.shape}, expected ({len(rs)}, L)")
-    return y
-
-
-def to_data(
-    rs: RecordSet,
-    gs: GraphSet,
-    i: int,
-    atom_table: np.ndarray,
-    comp: np.ndarray | None = None,
-    y: np.ndarray | None = None,
-) -> Data:
-    """The PyG ``Data`` of structure ``i`` (see :func:`to_data_list` for the fields).
-
-    Args:
-        rs, gs: records and their graphs.
-        i: record index.
-        atom_table: ``(n_Z, d)`` atom feature table (e.g. from
-            :func:`~dos_bench.data.features.atom_feature_table`).
-        comp: composition vectors, either all of them ``(N, 103)`` or this structure's
-            ``(103,)``; computed when None.
-        y: this structure's target ``(L,)``, optional.
-    """
-    import torch
-    from torch_geometric.data import Data
-
-    from dos_bench.data.features import composition_vectors
-
-    i = int(i)
-    a, b = int(rs.ptr[i]), int(rs.ptr[i + 1])
-    if len(gs) != len(rs) or gs.atom_ptr[i + 1] - gs.atom_ptr[i] != b - a:
-        raise DataError(f"record {rs.ids[i]}: the graphs do not match the record set")
-    _check_table(rs, atom_table, i, i + 1)
-    z = rs.numbers[a:b].astype(np.int64)
-    if comp is None:
-        comp_i = composition_vectors(rs.numbers[a:b], np.array([0, b - a]))
-    elif comp.ndim == 2 and comp.shape[0] == len(rs):
-        comp_i = comp[i : i + 1]
-    else:
-        comp_i = np.asarray(comp).reshape(1, -1)
-    e = gs.edges(i)
-    fields: dict[str, Any] = {
-        "x": torch.from_numpy(np.asarray(atom_table, dtype=np.float32)[z]),
-        "z": torch.from_numpy(z),
-        "pos": torch.from_numpy(_cartesian(rs, i, i + 1).astype(np.float32)),
-        "cell": torch.from_numpy(rs.lattices[i].astype(np.float32)).reshape(1, 3, 3),
-        "edge_index": torch.from_numpy(np.stack([e.src, e.dst]).astype(np.int64)),
-        "edge_dist": torch.from_numpy(e.dist.astype(np.float32)),
-        "edge_shift": torch.from_numpy(e.shift.astype(np.float32)),
-        "comp": torch.from_numpy(np.asarray(comp_i, dtype=np.float32)),
-        "idx": i,
-    }
-    if y is not None:
-        fields["y"] = torch.from_numpy(np.asarray(y, dtype=np.float32).reshape(1, -1))
-    return Data(**fields)
-
-
-def to_data_list(
-    rs: RecordSet,
-    gs: GraphSet,
-    atom_features: str = "cgcnn",
-    y: np.ndarray | None = None,
-) -> list[Data]:
-    """PyG ``Data`` objects of all structures, built in one vectorised pass.
-
-    Every tensor is a slice of one dataset-wide tensor (cheap to build, kept in memory by the
-    datamodule, no disk reads per epoch).  Batching with ``torch_geometric.loader.DataLoader``
-    concatenates ``cell`` to ``(B, 3, 3)``, ``comp`` to ``(B, 103)``, ``y`` to ``(B, L)``,
-    ``idx`` to ``(B,)`` and offsets ``edge_index`` by the node counts.
-
-    Args:
-        rs, gs: records and their graphs (``gs`` must come from ``rs``).
-        atom_features: name of the atom feature table (:data:`ATOM_FEATURE_SETS`).
-        y: ``(N, L)`` targets (e.g. ``rs.spectra`` or a transformed version), optional.
-
-    Shapes (per structure with ``n`` atoms and ``E`` edges):
-        - ``x``: ``(n, d)`` float32 atom features; ``z``: ``(n,)`` int64 atomic numbers
-        - ``pos``: ``(n, 3)`` float32 Cartesian positions in Å
-        - ``cell``: ``(1, 3, 3)`` float32 lattice, rows are lattice vectors in Å
-        - ``edge_index``: ``(2, E)`` int64, row 0 neighbour (source), row 1 centre (target)
-        - ``edge_dist``: ``(E,)`` float32 Å; ``edge_shift``: ``(E, 3)`` float32 image of the
-          neighbour in lattice vectors
-        - ``comp``: ``(1, 103)`` float32 element fractions; ``idx``: record index (int)
-        - ``y``: ``(1, L)`` float32 if ``y`` is given
-    """
-    import torch
-    from torch_geometric.data import Data
-
-    from dos_bench.data.features import atom_feature_table, composition_vectors
-
-    gs.check_matches(rs)
-    table = atom_feature_table(atom_features)
-    _check_table(rs, table)
-    yy = _check_y(rs, y)
-    n = len(rs)
-    ptr = rs.ptr.tolist()
-    eptr = gs.edge_ptr.tolist()
-    z_np = rs.numbers.astype(np.int64)
-    x = torch.from_numpy(table[z_np])
-    z = torch.from_numpy(z_np)
-    pos = torch.from_numpy(_cartesian(rs).astype(np.float32))
-    cell = torch.from_numpy(rs.lattices.astype(np.float32))
-    comp = torch.from_numpy(composition_vectors(rs.numbers, rs.ptr))
-    src = torch.from_numpy(gs.src.astype(np.int64))
-    dst = torch.from_numpy(gs.dst.astype(np.int64))
-    dist = torch.from_numpy(gs.dist.astype(np.float32, copy=False))
-    shift = torch.from_numpy(gs.shift.astype(np.float32))
-    yt = None if yy is None else torch.from_numpy(yy)
-    out = []
-    for i in range(n):
-        a, b = ptr[i], ptr[i + 1]
-        ea, eb = eptr[i], eptr[i + 1]
-        fields: dict[str, Any] = {
-            "x": x[a:b],
-            "z": z[a:b],
-            "pos": pos[a:b],
-            "cell": cell[i : i + 1],
-            "edge_index": torch.stack([src[ea:eb], dst[ea:eb]]),
-            "edge_dist": dist[ea:eb],
-            "edge_shift": shift[ea:eb],
-            "comp": comp[i : i + 1],
-            "idx": i,
-        }
-        if yt is not None:
-            fields["y"] = yt[i : i + 1]
-        out.append(Data(**fields))
-    return out
-
-
-def edge_vectors(
-    pos: torch.Tensor,
-    cell: torch.Tensor,
-    edge_index: torch.Tensor,
-    edge_shift: torch.Tensor,
-    batch: torch.Tensor | None = None,
-) -> torch.Tensor:
-    r"""Edge vectors from the centre to the neighbour, in a batch of periodic graphs.
-
-    .. math::
-        \mathbf{r}_e = \mathbf{x}_{j} + \mathbf{n}_e L_{b(j)} - \mathbf{x}_{i},
-        \qquad j = \text{edge\_index}[0, e],\; i = \text{edge\_index}[1, e]
-
-    so ``edge_vectors(...).norm(dim=-1)`` equals ``edge_dist`` (up to float32 rounding).
-    Differentiable with respect to ``pos`` and ``cell``.
-
-    Args:
-        pos: Cartesian positions.
-        cell: lattices (rows are lattice vectors) of the graphs in the batch.
-        edge_index: (source = neighbour, target = centre).
-        edge_shift: periodic image of the neighbour in lattice vectors.
-        batch: graph of every node; None for a single graph.
-
-    Shapes:
-        - pos: ``(n, 3)``; cell: ``(B, 3, 3)`` (or ``(3, 3)`` for one graph)
-        - edge_index: ``(2, E)``; edge_shift: ``(E, 3)``; batch: ``(n,)``
-        - output: ``(E, 3)``
-    """
-    import torch
-
-    src, dst = edge_index[0], edge_index[1]
-    shift = edge_shift.to(pos.dtype)
-    if batch is None:
-        offset = shift @ cell.reshape(3, 3).to(pos.dtype)
-    else:
-        cell_e = cell.reshape(-1, 3, 3).to(pos.dtype)[batch[dst]]
-        offset = torch.bmm(shift.unsqueeze(1), cell_e).squeeze(1)
-    return pos[src] + offset - pos[dst]

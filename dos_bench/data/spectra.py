@@ -1,6 +1,6 @@
 """Spectrum recipes: from a raw spectrum on a fine grid to a paper's representation grid.
 
-Each paper fixes its own grid and alignment (facts.md §0):
+Each paper fixes its own grid and alignment (docs/README.md §0):
 
 * ALIGNN-DOS (§3): 300 points, −5…9.95 eV in 0.05 eV steps, Fermi level at 0, interpolated.
 * DOSTransformer (A.1.2): 201 points, −5…5 eV, 0.05 eV, Fermi level at 0, Savitzky–Golay
@@ -193,7 +193,7 @@ class BandEdgeRecipe:
     The valence window ``[VBM − w, VBM]`` and the conduction window ``[CBM, CBM + w]`` are glued
     (Mat2Spec Methods, "removing the band gap") and divided into ``n_bins`` equal bins (128 in the
     papers, 0.0625 eV each for w = 4 eV) in which the DOS is averaged. Metals have VBM = CBM = E_F.
-    The grid reported is the bin centres ``−w + (k + ½)·2w/n_bins`` (facts.md §4.5).
+    The grid reported is the bin centres ``−w + (k + ½)·2w/n_bins`` (docs/papers/mat2spec.md §4.5).
     """
 
     def __init__(self, window: float = 4.0, n_bins: int = 128, vbm: str = "vbm", cbm: str = "cbm"):

@@ -1,7 +1,7 @@
 """One set of checks for every crystal structure that enters dos_bench.
 
 Used by every published-data source (through :func:`check_structure`, called by the structure
-readers of :mod:`dos_bench.data.sources.common`) and by ``dos-predict`` (through
+readers of :mod:`dos_bench.data.sources.structures`) and by ``dos-predict`` (through
 :func:`read_structure_file`). Each failed check is one :class:`~dos_bench.io.DataError` whose
 message starts with ``where`` (the file and the record) and says what is wrong:
 

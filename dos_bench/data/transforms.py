@@ -1,18 +1,34 @@
 """Target representations: invertible transforms of the spectrum fitted on the train split only.
 
+(Over 500 lines on purpose: seven small transforms on one base class, each a few dozen
+lines; splitting them would scatter one registry.)
+
 The model predicts in *representation space*; metrics are computed after :meth:`decode` in native
-units (facts.md §3.5, §4.5). Per-sample normalisations (``max_norm``, ``sum_norm``) are only
-invertible given the per-sample scale; like the Xtal2DoS and Mat2Spec code (facts.md §3.5, §4.4,
+units (docs/papers/xtal2dos.md §3.5, docs/papers/mat2spec.md §4.5). Per-sample normalisations
+(``max_norm``, ``sum_norm``) are only
+invertible given the per-sample scale; like the Xtal2DoS and Mat2Spec code (docs/papers/xtal2dos.md
+§3.5, docs/papers/mat2spec.md §4.4,
 "rescaling at test"), the native-unit prediction uses the *ground-truth* scale of each material.
 Statistics of ``standard`` come from the train split only (unlike Mat2Spec ``standardized``, which
-used the whole data set, facts.md §6.2).
+used the whole data set, docs/pitfalls.md §6.2).
 
 Each transform is an ``nn.Module`` so that its fitted statistics are buffers saved in every
 checkpoint. ``link`` is applied to the raw model output to produce a valid representation
 (``softmax`` for sum-normalised targets as Xtal2DoS §2.3, ``relu`` for non-negative ones).
+
+What training and prediction need to know about a representation is asked of it, never read off
+its name: :meth:`TargetTransform.check_dataset` (can it be used on this data set),
+:meth:`~TargetTransform.normalise` (``metric_space=normalised``),
+:attr:`~TargetTransform.normalised_per_material` and :meth:`~TargetTransform.unit_scale` (new
+crystals, whose native scale is unknown) and :meth:`~TargetTransform.report` (extra sections of
+``metrics.json``, e.g. an autoencoder's reconstruction error).
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +47,8 @@ __all__ = [
     "Autoencoder",
 ]
 
+log = logging.getLogger(__name__)
+
 _LINKS = ("none", "relu", "softplus", "softmax", "relu_max")
 
 
@@ -41,7 +59,7 @@ class TargetTransform(nn.Module):
         link: activation applied to model outputs (``none``, ``relu``, ``softplus``, ``softmax``,
             ``relu_max``: ReLU then division by the row maximum, Mat2Spec's normalized_max output).
         clip_native: clamp decoded spectra at zero (a DOS is non-negative; DOSTransformer clamps
-            predictions before its metrics, facts.md §2.6).
+            predictions before its metrics, docs/papers/dostransformer.md §2.6).
 
     Shapes:
         ``encode``: ``(B, L)`` native → ``(z (B, L'), scale (B, k))``;
@@ -99,6 +117,32 @@ class TargetTransform(nn.Module):
     def extra_repr(self) -> str:
         return f"link={self.link_name}, clip_native={self.clip_native}"
 
+    # ---------------------------------------------------------------- what callers ask of it
+    def check_dataset(self, dataset: str, attrs: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` if this representation cannot be used on the data set
+        ``dataset`` whose record attributes are ``attrs`` (every data set qualifies by default)."""
+
+    @property
+    def normalised_per_material(self) -> bool:
+        """True when decoding needs each material's own scale: for a new crystal that scale is
+        unknown, so its spectrum is reported in the normalised units."""
+        return self.per_sample
+
+    def normalise(self, y: Tensor, batch=None) -> Tensor:
+        """Native spectra ``(B, L)`` in this representation's per-material normalisation
+        (``metric_space=normalised``)."""
+        return self.encode(y, batch)[0]
+
+    def unit_scale(self, n: int) -> Tensor:
+        """The scale ``(n, k)`` under which :meth:`decode` leaves a normalised spectrum as it is
+        (new crystals, whose own scale is unknown)."""
+        return torch.ones(n, 1)
+
+    def report(self, y_val: Tensor, batch_val=None) -> dict[str, Any]:
+        """Sections this representation adds to a run's ``metrics.json`` after training, given
+        the native validation targets ``(N, L)`` and their required columns (none by default)."""
+        return {}
+
     # ---------------------------------------------------------------- hooks
     def _fit(self, y: Tensor) -> None:
         pass
@@ -120,7 +164,8 @@ class Raw(TargetTransform):
 
 
 class MaxNorm(TargetTransform):
-    """``y / max(y)`` per material (DOSTransformer code, facts.md §2.1; Mat2Spec normalized_max)."""
+    """``y / max(y)`` per material (DOSTransformer code, docs/papers/dostransformer.md §2.1;
+    Mat2Spec normalized_max)."""
 
     name = "max_norm"
     per_sample = True
@@ -242,6 +287,12 @@ class MinMax(TargetTransform):
     def _decode(self, z: Tensor, scale: Tensor) -> Tensor:
         return z * scale[:, 1:] + scale[:, :1]
 
+    def unit_scale(self, n: int) -> Tensor:
+        """(min 0, range 1) for every material."""
+        scale = torch.ones(n, 2)
+        scale[:, 0] = 0.0
+        return scale
+
 
 class ValenceNorm(TargetTransform):
     """DOS divided by the number of valence electrons in the cell (ALIGNN-DOS §4 ii).
@@ -260,6 +311,14 @@ class ValenceNorm(TargetTransform):
         super().__init__(link, clip_native)
         self.column = column
         self.required_columns = (column,)
+
+    def check_dataset(self, dataset: str, attrs: Mapping[str, Any]) -> None:
+        """A data set already divided by the valence-electron count cannot be divided again."""
+        if attrs.get("valence_normalised"):
+            raise ConfigError(
+                f"target_repr=valence_norm: dataset {dataset} is already divided by the valence "
+                "electron count (see its attrs['valence_check']); use target_repr=raw"
+            )
 
     def _scale(self, y: Tensor, batch=None) -> Tensor:
         if batch is None or not hasattr(batch, self.column):
@@ -428,3 +487,31 @@ class Autoencoder(TargetTransform):
         z, scale = self.encode(y, batch)
         with torch.no_grad():
             return self.decode(z, scale)
+
+    @property
+    def normalised_per_material(self) -> bool:
+        return self.inner.normalised_per_material
+
+    def normalise(self, y: Tensor, batch=None) -> Tensor:
+        """The inner representation's normalisation (the autoencoder's input)."""
+        return self.inner.normalise(y, batch)
+
+    def unit_scale(self, n: int) -> Tensor:
+        return self.inner.unit_scale(n)
+
+    def report(self, y_val: Tensor, batch_val=None) -> dict[str, Any]:
+        """``autoencoder``: the latent size and the reconstruction MAE on the held-out part of
+        the train split (inner units) and on the validation split (native units)."""
+        y_val = torch.as_tensor(y_val)
+        rec = self.reconstruct(y_val, batch_val)
+        section = {
+            "latent": self.latent,
+            "reconstruction_mae_heldout_train": self.reconstruction_mae,
+            "reconstruction_mae_val_native": float(torch.mean(torch.abs(rec - y_val))),
+        }
+        log.info(
+            "autoencoder (latent %d) reconstruction MAE on validation: %.4g (native units)",
+            self.latent,
+            section["reconstruction_mae_val_native"],
+        )
+        return {"autoencoder": section}

@@ -3,6 +3,10 @@
 An encoder maps a PyG batch of crystal graphs to :class:`EncoderOutput` (node embeddings, the
 batch vector and a pooled crystal embedding); a head maps that to the spectrum in representation
 space. Any encoder combines with any head: the head is built from the encoder's output sizes.
+
+Sizes only the data knows are passed in, never read from the config: the encoder and head YAMLs
+are partials (``_partial_: true``), and :func:`build_model` completes the encoder with ``in_dim``
+(the atom-feature size) and :class:`DOSModel` the head with the encoder's sizes and ``out_dim``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["EncoderOutput", "DOSModel"]
+__all__ = ["EncoderOutput", "DOSModel", "build_model"]
 
 
 @dataclass
@@ -88,3 +92,19 @@ class DOSModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def build_model(node: Any, in_dim: int, out_dim: int) -> DOSModel:
+    """The model of a ``model`` config node for data with ``in_dim`` atom features and a target
+    representation of length ``out_dim``.
+
+    The encoder node is a partial (``_partial_: true``) completed here with ``in_dim``; an encoder
+    node that builds a module by itself (a config that sets ``in_dim``) is used as it is. The
+    encoder's parameters are created before the head's, as Hydra's recursive build did.
+    """
+    from dos_bench.config import build
+
+    encoder = build(node.encoder)
+    if not isinstance(encoder, nn.Module):
+        encoder = encoder(in_dim=in_dim)
+    return build(node, encoder=encoder, out_dim=out_dim)

@@ -2,7 +2,10 @@
 
 Each ``write_*`` function writes one published format for a handful of small crystals and returns
 what the test needs to check the parse (ids, spectra). See ``dos_bench/data/sources/*`` for the
-format references (facts.md §1.1, §2.2, §3.1, §4.1).
+format references (docs/papers/alignn_dos.md §1.1, docs/papers/dostransformer.md §2.2,
+docs/papers/xtal2dos.md §3.1, docs/papers/mat2spec.md §4.1). The checks every source test shares
+(:func:`check_common`, :func:`no_tmp_left`) and the code cells the literal parser must refuse
+(:data:`CODE_CELLS`) are at the end.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.electronic_structure.core import Spin
 from pymatgen.electronic_structure.dos import CompleteDos, Dos
 
-from dos_bench.data.sources.common import valence_electrons
+from dos_bench.data.records import RecordSet
+from dos_bench.data.sources.structures import valence_electrons
 
 JARVIS_GRID = -5.0 + 0.05 * np.arange(300)
 PH_GRID = 20.0 * np.arange(51)
@@ -280,3 +284,42 @@ def write_tut_csv(
                 ]
             )
     return ids, y
+
+
+# ============================================================================ shared checks
+#: where the published split files are kept beside the repository (tests skip without them)
+SPLITS = Path(__file__).parents[3] / "shared" / "data" / "published_splits"
+JARVIS_ZIP = "jarvis/edos-up_pdos-elast_interp-8-18-2021.json.zip"
+META = {"formula", "n_species", "crystal_system", "n_atoms"}
+SYSTEMS = {
+    "cubic",
+    "hexagonal",
+    "tetragonal",
+    "trigonal",
+    "orthorhombic",
+    "monoclinic",
+    "triclinic",
+}
+#: cells holding code, which the phonon-tutorial reader and the literal parser must refuse
+CODE_CELLS = [
+    "__import__('os').system('touch {marker}')",
+    "array([1]).__class__",
+    "{'numbers': array([1]), 'positions': open('{marker}', 'w')}",
+    "[x for x in ().__class__.__base__.__subclasses__()]",
+    "(lambda: __import__('os').system('touch {marker}'))()",
+    "array([1], dtype=object)",
+]
+
+
+def no_tmp_left(root: Path) -> None:
+    left = [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    assert not left, left
+
+
+def check_common(rs: RecordSet, kind: str) -> None:
+    assert META <= set(rs.meta)
+    assert set(rs.meta["crystal_system"].tolist()) <= SYSTEMS
+    assert (rs.meta["n_atoms"] == rs.n_atoms).all()
+    for k in ("name", "kind", "energy_unit", "dos_unit"):
+        assert k in rs.attrs
+    assert rs.attrs["kind"] == kind

@@ -11,6 +11,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
+from dos_bench.data import graph_store
 from dos_bench.data import graphs as G
 from dos_bench.data.graphs import (
     GraphRecipe,
@@ -226,7 +227,7 @@ def test_chunking_does_not_change_graphs(
     whole = build_graphs(mixed_rs, recipe, progress=False)
     monkeypatch.setattr(G, "_CHUNK_PAIRS", 50)
     chunked = build_graphs(mixed_rs, recipe, progress=False)
-    for k in G._ARRAYS:
+    for k in graph_store._ARRAYS:
         np.testing.assert_array_equal(getattr(whole, k), getattr(chunked, k))
 
 
@@ -283,7 +284,7 @@ def test_save_load_round_trip(mixed_rs: RecordSet, tmp_path: Path) -> None:
     gs = build_graphs(mixed_rs, GraphRecipe(), progress=False)
     path = gs.save(tmp_path / "g.npz")
     back = GraphSet.load(path)
-    for k in G._ARRAYS:
+    for k in graph_store._ARRAYS:
         a, b = getattr(gs, k), getattr(back, k)
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -305,7 +306,7 @@ def test_load_or_build_reuses_cache(
     with caplog.at_level(logging.INFO, logger="dos_bench.data.graphs"):
         second = load_or_build_graphs(mixed_rs, recipe, tmp_path, key, progress=False)
     assert f"reusing cached graphs at {path}" in caplog.text
-    for k in G._ARRAYS:
+    for k in graph_store._ARRAYS:
         np.testing.assert_array_equal(getattr(first, k), getattr(second, k))
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 

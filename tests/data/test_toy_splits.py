@@ -9,8 +9,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from dos_bench.data.sources.toy import ToyEDOS
 from dos_bench.data.splits import format_split_stats
-from dos_bench.data.toy import ToyEDOS
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "split"
 

@@ -18,11 +18,11 @@ from hydra import compose, initialize_config_dir
 from pymatgen.core import Lattice, Structure
 from torch_geometric.data import Batch
 
-import dos_bench.train as train_mod
 from dos_bench.config import CONF_DIR
 from dos_bench.data.features import atom_feature_table
 from dos_bench.data.graphs import GraphRecipe, build_graphs, to_data_list
 from dos_bench.data.records import DOSRecord, RecordSet
+from dos_bench.models.model import build_model as build_dos_model
 
 CONF = CONF_DIR
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
@@ -35,7 +35,8 @@ OUT = 16  # grid points in these tests
 #              network baselines, E3NN-orig), so it doubles exactly; the nonlinear head then gives
 #              a different spectrum: these models predict a per-cell quantity from an extensive
 #              embedding, as in the papers.
-#   inverse:   GATGNN/Mat2Spec pooling (facts.md §4.3) mean-pools atom features already weighted
+#   inverse:   GATGNN/Mat2Spec pooling (docs/papers/mat2spec.md §4.3) mean-pools atom features
+#   already weighted
 #              by a softmax over atoms, so the embedding scales as 1/n (halves); a property of the
 #              published architecture, kept as the default.
 SUPERCELL = {
@@ -75,9 +76,8 @@ def build_model(name: str, small: bool = False, out_dim: int = OUT, cutoff: floa
     if small:
         cfg = _compose(name, small_overrides(cfg))
     table = atom_feature_table(cfg.model.atom_features)
-    train_mod.DATA_INFO.update(atom_dim=table.shape[1], n_points=out_dim, target_dim=out_dim)
     torch.manual_seed(0)
-    model = train_mod.build(cfg.model, out_dim=out_dim)
+    model = build_dos_model(cfg.model, in_dim=table.shape[1], out_dim=out_dim)
     g = dict(cfg.model.graph)
     recipe = GraphRecipe(
         cutoff=min(float(g["cutoff"]), cutoff),

@@ -5,7 +5,7 @@ from any implementation), and reads dos_bench's parameters as plain tensors by n
 
 * Graph network (DOSTransformer seed paper §3 / appendix A.3; the authors' code
   ``embedder_eDOS/DOSTransformer.py``, classes ``EdgeModel``/``NodeModel``/``Processor`` and the
-  residual loop in ``DOSTransformer.forward``; facts.md §2.4–2.5)::
+  residual loop in ``DOSTransformer.forward``; docs/papers/dostransformer.md §2.4–2.5)::
 
       h⁰ = φ_node(x),  b⁰ = φ_edge(RBF(d))
       m_ij = ψ_edge([h_j, h_i, b_ij])                (the edge update)
@@ -15,7 +15,7 @@ from any implementation), and reads dos_bench's parameters as plain tensors by n
 * Mat2Spec head (Mat2Spec Methods, Algorithm 1; the authors' ``Mat2Spec_Codes/Mat2Spec/
   Mat2Spec.py`` ``feat_forward``/``label_forward``/``forward`` and ``train_Mat2Spec.py``, where
   ``net(data)`` sees the raw ``data.y`` and only the loss sees the normalised label;
-  facts.md §4.4).
+  docs/papers/mat2spec.md §4.4).
 
 Everything runs in eval mode (dropout off); the Mat2Spec sampling path is checked in train mode
 with dropout 0 and fixed noise.
@@ -32,10 +32,10 @@ from torch_geometric.data import Batch, Data
 
 from dos_bench.data.transforms import Standard, SumNorm
 from dos_bench.io import ConfigError
-from dos_bench.lit import DOSLitModule
 from dos_bench.models.encoders.graph_network import GraphNetworkEncoder
 from dos_bench.models.heads.mat2spec import Mat2SpecHead
 from dos_bench.models.model import DOSModel, EncoderOutput
+from dos_bench.training.module import DOSLitModule
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 IN_DIM, D, N_LAYERS = 5, 8, 2  # tiny widths; RBF at the code settings (41 centres 0…8 Å, 0.2 Å)
@@ -196,7 +196,7 @@ def reference_mat2spec(
     eps_f: Tensor | None = None,
     eps_l: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Mat2Spec Methods / Algorithm 1 with the code's label branch (facts.md §4.4).
+    """Mat2Spec Methods / Algorithm 1 with the code's label branch (docs/papers/mat2spec.md §4.4).
 
     ``y`` is the label vector as the network sees it (the authors' raw ``data.y``); ``eps_*``
     are the reparameterisation noises (``None``: the Gaussian means).

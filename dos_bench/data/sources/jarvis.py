@@ -1,6 +1,7 @@
 """JARVIS-DFT electronic DOS (``edos_pdos``), the data set of ALIGNN-DOS (Kaundinya et al.).
 
-Format (facts.md §1.1, ``JT: jarvis/db/figshare.py``): ``jarvis.db.figshare.data("edos_pdos")``
+Format (docs/papers/alignn_dos.md §1.1, ``JT: jarvis/db/figshare.py``):
+``jarvis.db.figshare.data("edos_pdos")``
 downloads the figshare file https://ndownloader.figshare.com/files/29216859, a zip archive
 holding ``edos-up_pdos-elast_interp-8-18-2021.json`` ("Interpolated electronic total dos spin-up
 dataset 55k"). The JSON is a list of dicts with
@@ -16,7 +17,8 @@ Either the ``.zip`` (read in place) or the extracted ``.json`` is accepted; if t
 is absent, the other name (with or without ``.zip``) is tried.
 
 Grid (ALIGNN-DOS §3 "Discretized representation"): −5 … 10 eV in 0.05 eV steps relative to the
-Fermi level, 300 values, so ``np.arange(-5, 10, 0.05)`` = −5 … 9.95 eV (facts.md §1.1 [?]
+Fermi level, 300 values, so ``np.arange(-5, 10, 0.05)`` = −5 … 9.95 eV (docs/papers/alignn_dos.md
+§1.1 [?]
 endpoint). Every record gets ``e_fermi = 0.0`` (the grid is already relative to E_F), so both
 ``NativeRecipe`` and ``GridRecipe(reference='e_fermi')`` work.
 
@@ -24,7 +26,7 @@ Valence normalisation — what the documents say and what ``valence_normalised``
 -------------------------------------------------------------------------------------
 ALIGNN-DOS §3 (ii) says the DOS intensities "were normalized by the total number of valence
 electrons in the crystal, thereby bounding the target DOS values to lie in the range [0,1]".
-facts.md §1.1 notes that the 50-entry sample shipped with ALIGNN
+docs/papers/alignn_dos.md §1.1 notes that the 50-entry sample shipped with ALIGNN
 (``alignn/examples/sample_data_multi_prop/id_prop.csv``, written straight from ``edos_up``) already
 lies in [0, 0.36]. Checking that sample against its POSCARs: the integral of ``edos_up`` over
 −5 … 0 eV is 0.08 – 0.52 (median 0.22) for cells holding 8 – 288 valence electrons. A raw
@@ -46,7 +48,7 @@ divided by the valence-electron count and must not be divided again.
 
 The spectra are always stored **as published** (this source never rescales them). The
 ``n_valence`` metadata column holds the valence-electron count from pymatgen
-(:func:`~dos_bench.data.sources.common.element_valence`: chemist's count from
+(:func:`~dos_bench.data.sources.structures.element_valence`: chemist's count from
 ``full_electronic_structure`` — an approximation of the VASP ``ZVAL`` JARVIS used), for a
 ``valence_norm`` target representation, which should be a no-op when
 ``attrs['valence_normalised']`` is true.
@@ -57,30 +59,30 @@ Metadata: ``formula``, ``n_species``, ``n_atoms``, ``crystal_system`` (lowercase
 
 :class:`JarvisLeaderboardPhDOS` (``jarvis_phdos``) reuses this file for the *structures* of the
 JARVIS-Leaderboard phonon-DOS benchmark, whose targets come from the leaderboard's own benchmark
-file (66 points, −300 … 1000 cm⁻¹; see :mod:`dos_bench.leaderboard`).
+file (66 points, −300 … 1000 cm⁻¹; see :mod:`dos_bench.data.sources.jarvis_leaderboard`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dos_bench.data.records import DOSRecord, RecordSet
-from dos_bench.data.sources.common import (
+from dos_bench.data.sources.base import (
     CachedSource,
     FailureLog,
     as_bool_or_auto,
-    build_recordset,
-    clean_spectrum,
-    jarvis_atoms_to_structure,
     missing_file_error,
     progress_iter,
-    read_json,
+)
+from dos_bench.data.sources.jarvis_leaderboard import GRID_NOTE, read_benchmark, split_spectrum
+from dos_bench.data.sources.readers import build_recordset, clean_spectrum, read_json_file
+from dos_bench.data.sources.structures import (
+    jarvis_atoms_to_structure,
     structure_meta,
     valence_electrons,
 )
@@ -103,44 +105,6 @@ JARVIS_EDOS_FILE = "edos-up_pdos-elast_interp-8-18-2021.json"
 AUTO_OCC_THRESHOLD = 1.0
 
 
-def read_json_file(path: Path, member: str | None = None, member_key: str = "member") -> Any:
-    """Parse a JSON file, or the JSON member of a zip archive (read in place).
-
-    Args:
-        path: a ``.json`` file or a zip holding one.
-        member: the member to read (default: the only ``.json`` member of the zip).
-        member_key: the config key that selects the member, named in the message when the zip
-            holds several ``.json`` files.
-
-    Errors (damaged zip, missing member, invalid JSON) raise :class:`DataError` naming the file.
-    """
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                names = [n for n in zf.namelist() if not n.endswith("/")]
-                if member is not None:
-                    if member not in names:
-                        raise DataError(
-                            f"{path}: zip has no member {member!r} (members: {names[:5]})"
-                        )
-                    chosen = member
-                else:
-                    js = [n for n in names if n.lower().endswith(".json")]
-                    if len(js) != 1:
-                        raise DataError(
-                            f"{path}: expected one .json member in the zip, found {js or names}"
-                            f"; set {member_key}"
-                        )
-                    chosen = js[0]
-                text = zf.read(chosen)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise DataError(f"{path}: damaged zip archive ({exc})") from None
-        return read_json(Path(f"{path}!{chosen}"), text)
-    if path.suffix == ".zip":
-        raise DataError(f"{path}: not a zip archive (damaged or wrong format)")
-    return read_json(path)
-
-
 class JarvisEDOS(CachedSource):
     """JARVIS-DFT ``edos_pdos`` spin-up total eDOS on the ALIGNN-DOS 300-point grid.
 
@@ -157,6 +121,7 @@ class JarvisEDOS(CachedSource):
     name = "jarvis_edos"
     kind = "edos"
     parser_version = 1
+    option_names = ("path", "member", "valence_normalised", "negative_tol")
 
     def __init__(
         self,
@@ -173,21 +138,16 @@ class JarvisEDOS(CachedSource):
         strict: bool = True,
         structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
+        super().__init__(
+            dataset, processed_dir, progress, strict, structure_checks, negative_tol=negative_tol
+        )
         self.path = str(path)
         self.member = member
         self.valence_normalised = as_bool_or_auto(valence_normalised, "valence_normalised")
         self.start, self.step, self.n_points = float(start), float(step), int(n_points)
-        self.negative_tol = float(negative_tol)
 
     def options(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "member": self.member,
-            "valence_normalised": self.valence_normalised,
-            "grid": [self.start, self.step, self.n_points],
-            "negative_tol": self.negative_tol,
-        }
+        return {**super().options(), "grid": [self.start, self.step, self.n_points]}
 
     def raw_paths(self) -> dict[str, str]:
         return {"edos_pdos": self.path}
@@ -324,9 +284,10 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
     """JARVIS-Leaderboard phonon DOS (``AI-Spectra-ph_dos-edos_pdos``): targets from the
     benchmark file, structures from the JARVIS ``edos_pdos`` file by ``jid``.
 
-    The benchmark ``edos_pdos_ph_dos.json(.zip)`` (see :mod:`dos_bench.leaderboard`) holds, per
-    part (train / val / test: 11,395 / 1,424 / 1,424), ``jid -> "v1;...;v66"``: max-normalised
-    phonon DOS on −300 … 1000 cm⁻¹ in 20 cm⁻¹ steps (grid: :data:`dos_bench.leaderboard.GRID_NOTE`;
+    The benchmark ``edos_pdos_ph_dos.json(.zip)`` (read by
+    :mod:`~dos_bench.data.sources.jarvis_leaderboard`) holds, per part (train / val / test:
+    11,395 / 1,424 / 1,424), ``jid -> "v1;...;v66"``: max-normalised phonon DOS on −300 … 1000
+    cm⁻¹ in 20 cm⁻¹ steps (grid: :data:`~dos_bench.data.sources.jarvis_leaderboard.GRID_NOTE`;
     the leaderboard file has no grid of its own). One record is yielded per benchmark id, in
     the order of ``parts`` and of the file, with metadata ``leaderboard_part`` (the part it came
     from) besides the usual ``formula``, ``n_species``, ``n_atoms``, ``crystal_system``. The
@@ -352,6 +313,7 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
     name = "jarvis_phdos"
     kind = "phdos"
     parser_version = 1
+    option_names = ("path", "member", "benchmark", "benchmark_member", "parts", "negative_tol")
 
     def __init__(
         self,
@@ -391,23 +353,10 @@ class JarvisLeaderboardPhDOS(JarvisEDOS):
                 f"dataset.source.parts must list distinct benchmark parts, got {list(parts)}"
             )
 
-    def options(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "member": self.member,
-            "benchmark": self.benchmark,
-            "benchmark_member": self.benchmark_member,
-            "parts": self.parts,
-            "grid": [self.start, self.step, self.n_points],
-            "negative_tol": self.negative_tol,
-        }
-
     def raw_paths(self) -> dict[str, str]:
         return {"edos_pdos": self.path, "benchmark": self.benchmark}
 
     def build(self, raw: dict[str, Path]) -> RecordSet:
-        from dos_bench.leaderboard import GRID_NOTE, read_benchmark, split_spectrum
-
         bpath, jpath = raw["benchmark"], raw["edos_pdos"]
         bench = read_benchmark(bpath, self.benchmark_member)
         absent = [p for p in self.parts if p not in bench]

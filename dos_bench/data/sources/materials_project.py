@@ -1,17 +1,19 @@
 """Materials Project electronic DOS: the Mat2Spec/Xtal2DoS data folder and pymatgen DOS documents.
 
 :class:`Mat2SpecEDOS` (``mp_edos_128``) — the eDOS folder published with Mat2Spec on
-data.caltech.edu record 8975 and used unchanged by Xtal2DoS (facts.md §3.1, §4.1)::
+data.caltech.edu record 8975 and used unchanged by Xtal2DoS (docs/papers/xtal2dos.md §3.1,
+docs/papers/mat2spec.md §4.1)::
 
     <root>/label_edos/mpids.csv           one material id per row (first column)
     <root>/label_edos/total_dos_128.npy   N × 128 float, states/eV
     <root>/materials_with_edos/dos_<mpid>.json   key "structure" = pymatgen Structure dict
 
 The 128 values are bin averages over 4 eV below the VBM and 4 eV above the CBM with the gap
-removed (Mat2Spec Methods; facts.md §4.1), so the grid is the bin centres
-``−4 + 0.0625·(k + ½)`` eV relative to the band edges (facts.md §4.5). ``mpids.csv`` is read by
+removed (Mat2Spec Methods; docs/papers/mat2spec.md §4.1), so the grid is the bin centres
+``−4 + 0.0625·(k + ½)`` eV relative to the band edges (docs/papers/mat2spec.md §4.5). ``mpids.csv``
+is read by
 the authors with ``pandas.read_csv`` (default ``header=0``), i.e. with a header line; files with
-and without a header are accepted (:func:`~dos_bench.data.sources.common.read_id_list`). The
+and without a header are accepted (:func:`~dos_bench.data.sources.readers.read_id_list`). The
 row count of ``mpids.csv`` must equal that of the ``.npy``. Use ``NativeRecipe(spacing=0.0625)``.
 Metadata: ``formula``, ``n_species``, ``n_atoms``, ``crystal_system``; ``band_gap`` when the
 structure JSON carries a numeric ``band_gap`` key (NaN otherwise). ``e_fermi``/``vbm``/``cbm``
@@ -36,7 +38,8 @@ Fermi level and linearly interpolated onto one common grid relative to E_F (defa
 in 0.02 eV steps — finer than the 0.05/0.0625 eV of the paper grids and wide enough for
 CBM + 4 eV of gaps up to ~10 eV; zero outside the calculated range). Stored metadata:
 ``e_fermi = 0`` (grid relative to E_F), ``e_fermi_abs`` (the document's E_F, eV; the target of
-DOSTransformer's Fermi-energy probe, facts.md §2.6), ``vbm``/``cbm`` relative to E_F and
+DOSTransformer's Fermi-energy probe, docs/papers/dostransformer.md §2.6), ``vbm``/``cbm`` relative
+to E_F and
 ``band_gap``, ``is_magnetic``, ``spin_polarised``, ``spin_imbalance``.
 
 * Band edges (``band_edges: dos``, default) come from ``Dos.get_cbm_vbm(tol=gap_tol,
@@ -49,10 +52,11 @@ DOSTransformer's Fermi-energy probe, facts.md §2.6), ``vbm``/``cbm`` relative t
   ∫_{E ≤ E_F} |DOS↑ − DOS↓| dE > ``magnetic_tol`` states per cell (default 0.05). An
   antiferromagnet has equal total spin channels, so only the ``ordering`` key detects it.
 * ``non_magnetic_only: true`` drops magnetic materials (DOSTransformer A.1.2 and Mat2Spec used
-  non-magnetic materials only; facts.md §2.1, §4.1) and logs how many.
+  non-magnetic materials only; docs/papers/dostransformer.md §2.1, docs/papers/mat2spec.md §4.1)
+  and logs how many.
 
 ``mp_edos_201.yaml`` applies ``GridRecipe(start=-5, step=0.05, n_points=201, reference=e_fermi,
-savgol_window=17, savgol_order=1)`` (DOSTransformer A.1.2; facts.md §2.1) and
+savgol_window=17, savgol_order=1)`` (DOSTransformer A.1.2; docs/papers/dostransformer.md §2.1) and
 ``mp_edos_128_from_dos.yaml`` ``BandEdgeRecipe(window=4, n_bins=128)`` (Mat2Spec Methods) to the
 same processed records.
 """
@@ -69,18 +73,15 @@ from typing import Any
 import numpy as np
 
 from dos_bench.data.records import DOSRecord, RecordSet
-from dos_bench.data.sources.common import (
+from dos_bench.data.sources.base import (
     CachedSource,
     FailureLog,
     IdArrayFolder,
-    build_recordset,
-    clean_spectrum,
     missing_file_error,
     progress_iter,
-    read_json,
-    structure_from_dict,
-    structure_meta,
 )
+from dos_bench.data.sources.readers import build_recordset, clean_spectrum, read_json
+from dos_bench.data.sources.structures import structure_from_dict, structure_meta
 from dos_bench.io import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ _DOS_CLASSES = ("Dos", "CompleteDos", "LobsterCompleteDos")
 
 
 def mat2spec_edos_grid(n_bins: int = 128, window: float = 4.0) -> np.ndarray:
-    """Bin centres of the Mat2Spec grid: ``−w + (k + ½)·2w/n`` (facts.md §4.5)."""
+    """Bin centres of the Mat2Spec grid: ``−w + (k + ½)·2w/n`` (docs/papers/mat2spec.md §4.5)."""
     spacing = 2 * window / n_bins
     return -window + (np.arange(n_bins) + 0.5) * spacing
 
@@ -112,6 +113,7 @@ class Mat2SpecEDOS(IdArrayFolder):
     name = "mp_edos_128"
     kind = "edos"
     parser_version = 1
+    option_names = (*IdArrayFolder.option_names, "structure_pattern", "n_bins", "window")
 
     def __init__(
         self,
@@ -139,14 +141,6 @@ class Mat2SpecEDOS(IdArrayFolder):
             )
         self.structure_pattern = structure_pattern
         self.n_bins, self.window = int(n_bins), float(window)
-
-    def options(self) -> dict[str, Any]:
-        return {
-            **super().options(),
-            "structure_pattern": self.structure_pattern,
-            "n_bins": self.n_bins,
-            "window": self.window,
-        }
 
     def build(self, raw: dict[str, Path]) -> RecordSet:
         ids, y = self.ids_and_spectra(raw, f"{self.n_bins}-bin spectrum")
@@ -231,6 +225,9 @@ class MPDosDocuments(CachedSource):
     name = "mp_dos"
     kind = "edos"
     parser_version = 1
+    option_names = (
+        "path", "non_magnetic_only", "magnetic_tol", "gap_tol", "band_edges", "negative_tol",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -249,7 +246,9 @@ class MPDosDocuments(CachedSource):
         strict: bool = True,
         structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
+        super().__init__(
+            dataset, processed_dir, progress, strict, structure_checks, negative_tol=negative_tol
+        )
         if not (e_max > e_min and step > 0):
             raise ConfigError(
                 f"dataset.source grid needs e_max > e_min and step > 0, got "
@@ -264,18 +263,9 @@ class MPDosDocuments(CachedSource):
         self.non_magnetic_only = bool(non_magnetic_only)
         self.magnetic_tol, self.gap_tol = float(magnetic_tol), float(gap_tol)
         self.band_edges = band_edges
-        self.negative_tol = float(negative_tol)
 
     def options(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "grid": [self.e_min, self.e_max, self.step],
-            "non_magnetic_only": self.non_magnetic_only,
-            "magnetic_tol": self.magnetic_tol,
-            "gap_tol": self.gap_tol,
-            "band_edges": self.band_edges,
-            "negative_tol": self.negative_tol,
-        }
+        return {**super().options(), "grid": [self.e_min, self.e_max, self.step]}
 
     def raw_paths(self) -> dict[str, str]:
         return {"documents": self.path}

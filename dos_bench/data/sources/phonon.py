@@ -1,6 +1,7 @@
 """Phonon DOS tables of the E3NN line of work (Petretto et al. DFPT, 51 points 0 … 1000 cm⁻¹).
 
-Two published layouts of (almost) the same 1.5k crystals (facts.md §2.2, §4.1, §5):
+Two published layouts of (almost) the same 1.5k crystals (docs/papers/dostransformer.md §2.2,
+docs/papers/mat2spec.md §4.1, docs/data/phonon_sources.md §5):
 
 :class:`PhononE3NN` (``phonon_e3nn``; Mat2Spec Table 1, Xtal2DoS Tables 1 and 3) — the Mat2Spec
 data folder (data.caltech.edu record 8975; same content as E3NNorig's zip)::
@@ -10,12 +11,13 @@ data folder (data.caltech.edu record 8975; same content as E3NNorig's zip)::
     <root>/phdos/ph_structures.pkl  pickled list of 1524 pymatgen Structures, same order
 
   The pickle is read only from the configured path, through the restricted unpickler of
-  :mod:`~dos_bench.data.sources.common` (pymatgen classes become inert placeholders from which
+  :mod:`~dos_bench.data.sources.pickles` (pymatgen classes become inert placeholders from which
   the structures are rebuilt; numpy and builtin containers only; anything else is refused with a
-  message naming the file). Each row's max is checked (≈ 1, facts.md §0/§4.5); rows that are
+  message naming the file). Each row's max is checked (≈ 1, docs/README.md §0 /
+  docs/papers/mat2spec.md §4.5); rows that are
   not max-normalised are counted and logged as a warning. The split pickle
   ``phdos/200801_trteva_indices.pkl`` (train, valid, test = 1220/152/152) is read by the split
-  module with :func:`~dos_bench.data.sources.common.load_index_pickle`.
+  module with :func:`~dos_bench.data.sources.pickles.load_index_pickle`.
 
 :class:`PhononTUT` (``phonon_tut``; DOSTransformer Table 1 phonon columns) — the phonon tutorial's
 ``data.csv`` (1,522 rows), columns ``mp_id, structure, phfreq, phdos, pdos, formula, species``:
@@ -24,14 +26,14 @@ data folder (data.caltech.edu record 8975; same content as E3NNorig's zip)::
 and ``phdos`` are 51-value lists (``phdos`` max-normalised); ``pdos`` (partial DOS per element),
 ``formula`` and ``species`` are not used (formula and species are recomputed from the structure).
 The authors ``eval`` these cells; here they are parsed by
-:func:`~dos_bench.data.sources.common.parse_literal`, which accepts literals and
+:func:`~dos_bench.data.sources.literals.parse_literal`, which accepts literals and
 ``array(...)`` only and **never executes anything**. A refused or broken cell rejects that row
 with a message naming the row (0-based data row = the index used by ``idx_*.txt``, the CSV line
 and the mp_id); the other rows still load, a summary is logged, and the source raises only if no
 row loaded or ``strict: true``. Every record carries ``source_row`` (its row in the published
 table), so index-file splits stay correct when a row is rejected.
 
-Grid: 51 points, 0 … 1000 cm⁻¹ in 20 cm⁻¹ steps (facts.md §0; ``NativeRecipe(spacing=20)``).
+Grid: 51 points, 0 … 1000 cm⁻¹ in 20 cm⁻¹ steps (docs/README.md §0; ``NativeRecipe(spacing=20)``).
 Metadata: ``formula``, ``n_species``, ``n_atoms``, ``crystal_system`` (lowercase,
 ``SpacegroupAnalyzer(symprec=0.1)``; DOSTransformer's code wants it capitalised), ``source_row``.
 """
@@ -47,18 +49,11 @@ from typing import Any
 import numpy as np
 
 from dos_bench.data.records import DOSRecord, RecordSet
-from dos_bench.data.sources.common import (
-    CachedSource,
-    FailureLog,
-    IdArrayFolder,
-    ase_dict_to_structure,
-    build_recordset,
-    clean_spectrum,
-    load_structure_pickle,
-    parse_literal,
-    progress_iter,
-    structure_meta,
-)
+from dos_bench.data.sources.base import CachedSource, FailureLog, IdArrayFolder, progress_iter
+from dos_bench.data.sources.literals import parse_literal
+from dos_bench.data.sources.pickles import load_structure_pickle
+from dos_bench.data.sources.readers import build_recordset, clean_spectrum
+from dos_bench.data.sources.structures import ase_dict_to_structure, structure_meta
 from dos_bench.io import DataError
 
 log = logging.getLogger(__name__)
@@ -69,7 +64,7 @@ _MAX_TOL = 1e-3
 
 
 def phonon_grid(n_points: int = 51, step: float = 20.0) -> np.ndarray:
-    """0 … (n−1)·step cm⁻¹ (51 points, 20 cm⁻¹: facts.md §0)."""
+    """0 … (n−1)·step cm⁻¹ (51 points, 20 cm⁻¹: docs/README.md §0)."""
     return step * np.arange(n_points)
 
 
@@ -107,6 +102,7 @@ class PhononE3NN(IdArrayFolder):
     name = "phonon_e3nn"
     kind = "phdos"
     parser_version = 1
+    option_names = (*IdArrayFolder.option_names, "n_points", "step")
 
     def __init__(
         self,
@@ -128,9 +124,6 @@ class PhononE3NN(IdArrayFolder):
             dataset, processed_dir, progress, strict, structure_checks,
         )  # fmt: skip
         self.n_points, self.step = int(n_points), float(step)
-
-    def options(self) -> dict[str, Any]:
-        return {**super().options(), "n_points": self.n_points, "step": self.step}
 
     def build(self, raw: dict[str, Path]) -> RecordSet:
         ids, y = self.ids_and_spectra(raw, f"{self.n_points}-point phonon DOS")
@@ -186,6 +179,7 @@ class PhononTUT(CachedSource):
     name = "phonon_tut"
     kind = "phdos"
     parser_version = 1
+    option_names = ("path", "n_points", "step", "negative_tol")
     REQUIRED = ("mp_id", "structure", "phfreq", "phdos")
 
     def __init__(
@@ -200,18 +194,11 @@ class PhononTUT(CachedSource):
         strict: bool = False,
         structure_checks: Any = None,
     ) -> None:
-        super().__init__(dataset, processed_dir, progress, strict, structure_checks)
+        super().__init__(
+            dataset, processed_dir, progress, strict, structure_checks, negative_tol=negative_tol
+        )
         self.path = str(path)
         self.n_points, self.step = int(n_points), float(step)
-        self.negative_tol = float(negative_tol)
-
-    def options(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "n_points": self.n_points,
-            "step": self.step,
-            "negative_tol": self.negative_tol,
-        }
 
     def raw_paths(self) -> dict[str, str]:
         return {"csv": self.path}

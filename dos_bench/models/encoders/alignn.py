@@ -1,4 +1,4 @@
-r"""ALIGNN encoder on PyG / plain torch (ALIGNN-DOS §2; facts.md §1.2–1.3).
+r"""ALIGNN encoder on PyG / plain torch (ALIGNN-DOS §2; docs/papers/alignn_dos.md §1.2–1.3).
 
 Atomistic Line Graph Neural Network (Choudhary & DeCost 2021), as used for the DOS by
 Kaundinya et al. (ALIGNN-DOS, §2 and §3).  Two graphs are updated alternately:
@@ -222,7 +222,7 @@ class EdgeGatedConv(nn.Module):
 
 
 class ALIGNNEncoder(nn.Module):
-    r"""ALIGNN crystal encoder (ALIGNN-DOS §2, §3; facts.md §1.2–1.3).
+    r"""ALIGNN crystal encoder (ALIGNN-DOS §2, §3; docs/papers/alignn_dos.md §1.2–1.3).
 
     Args:
         in_dim: atom feature size (92 for ``cgcnn``, the ALIGNN code default; 5 for

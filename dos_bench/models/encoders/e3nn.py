@@ -1,4 +1,5 @@
-r"""E(3)-equivariant gate-points encoder (TUT ``PeriodicNetwork``; facts.md §2.5, §5.1).
+r"""E(3)-equivariant gate-points encoder (TUT ``PeriodicNetwork``; docs/papers/dostransformer.md
+§2.5, docs/data/phonon_sources.md §5.1).
 
 The E3NN phonon-DOS model of Chen et al. (2021) in the e3nn-0.4 re-write of the MRS tutorial
 (TUT, ``ninarina12/phononDoS_tutorial``), used as the E3NN baseline of DOSTransformer and as
@@ -88,7 +89,8 @@ class GatedConvolution(nn.Module):
 
 
 class E3NNEncoder(nn.Module):
-    r"""TUT PeriodicNetwork as an encoder (facts.md §2.5 "E3NN (TUT) baseline", §5.1).
+    r"""TUT PeriodicNetwork as an encoder (docs/papers/dostransformer.md §2.5 "E3NN (TUT)
+    baseline", §5.1).
 
     Args:
         in_dim: size of ``batch.x`` (118, ``mass_onehot``).
@@ -102,7 +104,7 @@ class E3NNEncoder(nn.Module):
         n_basis: Gaussian radial basis functions (10, TUT).
         radial_layers, radial_neurons: hidden layers / width of the radial MLP (1, 100, TUT).
         num_neighbors: normalisation :math:`\bar n` of the neighbour sum, ≈ mean train degree
-            (15.84, facts.md §2.5).
+            (15.84, docs/papers/dostransformer.md §2.5).
         n_types: length of the atom-type one-hot built from ``batch.z`` (118).
         shared_embedding: one ``Linear`` embeds both ``x`` and the type one-hot (TUT); needs
             ``in_dim == n_types``.  ``False``: separate embeddings.

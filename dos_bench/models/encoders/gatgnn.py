@@ -1,4 +1,4 @@
-r"""GATGNN encoder of Mat2Spec (Mat2Spec Methods "Graph encoder"; facts.md §4.3).
+r"""GATGNN encoder of Mat2Spec (Mat2Spec Methods "Graph encoder"; docs/papers/mat2spec.md §4.3).
 
 The graph attention network of GATGNN (Louis et al. 2020) as modified in Mat2Spec
 (``Mat2Spec/Mat2Spec.py``: ``GNN``, ``GAT_Crystal``, ``COMPOSITION_Attention``).
@@ -140,7 +140,7 @@ class CompositionPooling(nn.Module):
 
 
 class GATGNNEncoder(nn.Module):
-    r"""Mat2Spec's GATGNN encoder (Mat2Spec Methods; facts.md §4.3).
+    r"""Mat2Spec's GATGNN encoder (Mat2Spec Methods; docs/papers/mat2spec.md §4.3).
 
     Args:
         in_dim: atom feature size (92, CGCNN).

@@ -1,4 +1,5 @@
-"""Battaglia-style graph network encoder (DOSTransformer appendix A.3; facts.md §2.4–2.5).
+"""Battaglia-style graph network encoder (DOSTransformer appendix A.3;
+docs/papers/dostransformer.md §2.4–2.5).
 
 Encoder:  h⁰_i = φ_node(x_i),  b⁰_ij = φ_edge(RBF(d_ij)).
 Processor (L' layers, residual as in the authors' code)::
@@ -11,7 +12,7 @@ Each atom sums the edge *updates* m (the paper's b^{l+1} = ψ_edge(·) before an
 the residual-updated bonds: the authors' ``Processor.forward`` (DOSTransformer repo,
 ``embedder_eDOS/DOSTransformer.py``; the same in ``graphnetwork.py``) passes the ``EdgeModel``
 output straight to ``NodeModel``, which ``scatter_sum``-s it over ``edge_index[1]``, and only the
-caller adds both residuals (facts.md §2.5).
+caller adds both residuals (docs/papers/dostransformer.md §2.5).
 
 ψ are 2-layer MLPs ``Linear(·→2d)–LayerNorm–PReLU–Linear(2d→d)``. Edges point from neighbour j
 (``edge_index[0]``) to centre i (``edge_index[1]``), so messages are summed at the centre, the

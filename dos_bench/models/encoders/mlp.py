@@ -1,4 +1,5 @@
-"""Per-atom MLP encoder with sum pooling (the DOSTransformer "MLP" baseline, facts.md §2.5).
+"""Per-atom MLP encoder with sum pooling (the DOSTransformer "MLP" baseline,
+docs/papers/dostransformer.md §2.5).
 
 No message passing: each atom's features go through the same MLP and the crystal embedding is
 the sum over atoms (size-extensive, like a per-cell DOS).

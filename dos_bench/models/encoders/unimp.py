@@ -1,4 +1,5 @@
-r"""UniMP graph-transformer encoder of Xtal2DoS (Xtal2DoS §2.2, §4.2; facts.md §3.2–3.3).
+r"""UniMP graph-transformer encoder of Xtal2DoS (Xtal2DoS §2.2, §4.2; docs/papers/xtal2dos.md
+§3.2–3.3).
 
 Embeddings (Xtal2DoS code, class ``GAT``): :math:`h^0_i = \operatorname{LeakyReLU}(W_n x_i)`
 (``Linear(92→d)``, slope 0.01), :math:`e_{ij} = \operatorname{LeakyReLU}_{0.2}(W_b\,
@@ -67,7 +68,7 @@ _AGGREGATE = ("centre", "neighbour")
 
 
 class UniMPEncoder(nn.Module):
-    r"""Xtal2DoS UniMP encoder (Xtal2DoS §2.2; facts.md §3.3).
+    r"""Xtal2DoS UniMP encoder (Xtal2DoS §2.2; docs/papers/xtal2dos.md §3.3).
 
     Args:
         in_dim: atom feature size (92, CGCNN).

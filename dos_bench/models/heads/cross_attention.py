@@ -1,6 +1,7 @@
 r"""The ``cross_attention`` head: DOSTransformer as described in the seed paper.
 
-P-DOST §3 (eqs. 2–3), App. A.3, Table 4; facts.md §2.4. Learnable energy embeddings attend to the
+P-DOST §3 (eqs. 2–3), App. A.3, Table 4; docs/papers/dostransformer.md §2.4. Learnable energy
+embeddings attend to the
 atom embeddings of the crystal over ``L`` layers, then each attended energy token is read out with
 the crystal vector:
 
@@ -17,15 +18,16 @@ atom embeddings of the crystal (encoder node embeddings, projected to ``d`` when
 Each layer is eq. 2 wrapped in a standard **pre-LN transformer block** — residual connection,
 LayerNorm before the attention (on the energy queries and on the atom keys/values) and a ReLU FFN
 ``d→4d→d`` — followed by a final LayerNorm after the stack; the paper writes only the attention
-(its "transformer layer"), the block structure is that of the authors' code (facts.md §2.5).
+(its "transformer layer"), the block structure is that of the authors' code
+(docs/papers/dostransformer.md §2.5).
 The attention uses Q/K/V projections as in eq. 2 (the code has none) and, unlike the code, a
 **key padding mask over atoms**, so a crystal's prediction does not depend on the other crystals
 in its batch. Default 1 head and no output projection = eq. 2 literally (``n_heads`` > 1 and
 ``out_proj`` are options).
 
 Not implemented: the released NeurIPS-2023 *prompt-guided* model of the DOSTransformer repository
-(crystal-system prompt tokens, second output head, extra self-/cross-attention stacks; facts.md
-§2.5, pitfall 10) — it is not the seed-paper model.
+(crystal-system prompt tokens, second output head, extra self-/cross-attention stacks;
+docs/papers/dostransformer.md §2.5, docs/pitfalls.md §6.10) — it is not the seed-paper model.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``direct`` head: an MLP from the crystal embedding to all grid points at once.
 
 Used by D-ALIGNN (§2, "four FC layers" → ``n_layers=4``), GATGNN and the DOSTransformer
-"Energy ✗" baselines (facts.md §2.5).
+"Energy ✗" baselines (docs/papers/dostransformer.md §2.5).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 r"""The ``energy_embedding`` head: DOSTransformer's "Energy ✓" baselines.
 
-DOSTransformer (P-DOST §4 "Methods Compared", App. A.4; facts.md §2.5, Table 1 rows "MLP /
+DOSTransformer (P-DOST §4 "Methods Compared", App. A.4; docs/papers/dostransformer.md §2.5, Table 1
+rows "MLP /
 Graph Network / E3NN, Energy ✓") adds a learnable embedding per grid point to the crystal
 representation and predicts one DOS value per energy with a shared MLP:
 
@@ -106,7 +107,8 @@ class EnergyEmbeddingHead(nn.Module):
         node_dim: unused (heads share one constructor signature).
         d: embedding width (P-DOST Table 4: 256).
         hidden: hidden width of :math:`\phi` (default ``d``).
-        fusion: ``add`` = paper (A.4, eq. 3) / ``concat`` = authors' code (facts.md §2.5).
+        fusion: ``add`` = paper (A.4, eq. 3) / ``concat`` = authors' code
+        (docs/papers/dostransformer.md §2.5).
         act: activation of :math:`\phi`.
         alpha_init: initial value of :math:`\alpha` (``add`` only).
         dropout: dropout inside :math:`\phi`.

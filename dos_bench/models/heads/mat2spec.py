@@ -1,7 +1,8 @@
 r"""The ``mat2spec`` head: Mat2Spec's probabilistic embeddings, translator, predictor, projector.
 
 Mat2Spec (P-M2S Methods "Probabilistic feature and label embeddings", "Supervised contrastive
-learning", "Implementation and hyperparameters", Algorithm 1; facts.md §4.4). Use it with
+learning", "Implementation and hyperparameters", Algorithm 1; docs/papers/mat2spec.md §4.4). Use it
+with
 ``loss=mat2spec`` (:class:`dos_bench.losses.Mat2SpecLoss`), which reads the extras.
 
 **Feature branch** (from the crystal embedding :math:`\mathbf g`, the encoder's ``graph``):
@@ -29,12 +30,13 @@ Algorithm 1, :math:`Z_L = f_l(Y)`) does not say in which normalisation; in the a
 is the raw spectrum. ``train_Mat2Spec.py`` calls ``net(data)`` and
 ``Mat2Spec.forward`` passes ``data.y`` (the row of ``total_dos_128.npy`` / ``ph_dos.npy`` as loaded
 by ``Mat2Spec/data.py``, unscaled) to ``label_forward``; the standardised / max- / sum-normalised
-copy of ``data.y`` is made in the training loop and goes to ``compute_loss`` only (facts.md
-§4.4). So by default (``label_input="native"``) the head declares that its ``target`` argument is
-the native-unit spectrum and :class:`dos_bench.lit.DOSLitModule` passes ``batch.y`` (the loss
-still gets the encoded target). ``label_input="representation"`` feeds the encoded target
-instead; it is needed when the representation's length differs from the grid (an autoencoder
-latent), because the mixing MLP's width is the label length ``L``.
+copy of ``data.y`` is made in the training loop and goes to ``compute_loss`` only
+(docs/papers/mat2spec.md §4.4). So by default (``label_input="native"``) the head declares that its
+``target`` argument is
+the native-unit spectrum and :class:`dos_bench.training.module.DOSLitModule` passes
+``batch.y`` (the loss still gets the encoded target). ``label_input="representation"`` feeds
+the encoded target instead; it is needed when the representation's length differs from the
+grid (an autoencoder latent), because the mixing MLP's width is the label length ``L``.
 
 **Shared translator** :math:`f_d([\mathbf g; \mathbf z]) = \mathrm{LeakyReLU}(W_2\,
 \mathrm{ReLU}(W_1[\mathbf g;\mathbf z]))` (512, 512; the code feeds the crystal embedding to both
@@ -55,7 +57,8 @@ ever reported; ``pred_label`` sees the ground truth.
 
 **Test-time sampling.** The paper does not say how predictions are made at test time; by default
 (``sample_at_test=False``) eval mode uses the Gaussian means. The authors' test script keeps the
-reparameterisation sampling on in eval and averages ``test_passes=3`` passes (facts.md §4.4,
+reparameterisation sampling on in eval and averages ``test_passes=3`` passes
+(docs/papers/mat2spec.md §4.4,
 pitfall 3): ``sample_at_test=True``. The average is taken inside this head, over the raw outputs
 (``test_average="output"``) or, for a softmax link, over the probabilities
 (``test_average="softmax"``: the head returns ``log(mean_p softmax(o_p))``, whose softmax is

@@ -1,6 +1,7 @@
 r"""The ``rnn`` head: Xtal2DoS's recurrent decoder ablations (RNN, RNN+Attn, Chunk RNN+Attn).
 
-Xtal2DoS §2.3 (Figs. 2–3), Tables 3–4; facts.md §3.3. A GRU decodes the spectrum step by step,
+Xtal2DoS §2.3 (Figs. 2–3), Tables 3–4; docs/papers/xtal2dos.md §3.3. A GRU decodes the spectrum
+step by step,
 ``chunk`` values per step; the crystal vector is the initial hidden state and each step reads the
 previous emitted chunk (zeros = ⟨start⟩) together with the latent crystal vector:
 

@@ -1,6 +1,7 @@
 r"""The ``seq_transformer`` head: the Xtal2DoS transformer decoder.
 
-Xtal2DoS §2.3 ("Transformer"), §4.2; facts.md §3.3. The spectrum is decoded as a sequence of
+Xtal2DoS §2.3 ("Transformer"), §4.2; docs/papers/xtal2dos.md §3.3. The spectrum is decoded as a
+sequence of
 ``M`` positions; the input at position ``i`` is a position embedding concatenated with the
 crystal context, and each decoder layer applies self-attention over positions, then
 source-attention over the atom embeddings of the crystal, then an FFN:
@@ -19,12 +20,14 @@ source-attention over the atom embeddings of the crystal, then an FFN:
   ``node_dim ≠ d``) with the **atom padding mask**.
 - ``causal=True`` (default, paper §2.3: "masking to prevent the current positions from attending
   to the future positions") masks self-attention to ``j ≤ i``. ``causal=False`` is the authors'
-  code (``tgt_mask=None``: unmasked, non-autoregressive; facts.md §3.3, pitfall 8). In both
+  code (``tgt_mask=None``: unmasked, non-autoregressive; docs/papers/xtal2dos.md §3.3,
+  docs/pitfalls.md §6.8). In both
   settings the decoder inputs do **not** contain previous outputs (like the code, nothing is fed
   back), so the whole sequence is computed in one parallel pass; the causal mask reproduces the
   paper's described information flow (position ``i`` only sees positions ``≤ i``) without
   autoregressive sampling.
-- Sizes (facts.md §3.3, ``scripts/run_train.sh``): 6 layers, 8 heads, ``d`` 512, ``d_ff`` 2048,
+- Sizes (docs/papers/xtal2dos.md §3.3, ``scripts/run_train.sh``): 6 layers, 8 heads, ``d`` 512,
+``d_ff`` 2048,
   ReLU FFN, attention-probability dropout 0.1, residual dropout 0, final LayerNorm. (The code's
   LayerNorm uses the unbiased std with eps added to the std; ``nn.LayerNorm`` is used here.)
 
