@@ -155,3 +155,81 @@ def build(node: Any, **kwargs: Any) -> Any:
         if isinstance(cause, (ConfigError, DataError)):
             raise cause from None
         raise
+
+
+# --------------------------------------------------------------------------- composition check
+#: command-line flags after which Hydra does not compose a job config (help, shell completion)
+_NO_COMPOSE_FLAGS = {"-h", "--help", "--hydra-help", "--info", "-i", "--shell-completion", "-sc"}
+
+
+def _one_line(message: str) -> str:
+    """Hydra's multi-line composition message as one line (option lists joined by commas)."""
+    parts: list[str] = []
+    options: list[str] = []
+    message = str(message).split("\nConfig search path")[0]  # where Hydra looked: not actionable
+    for raw in message.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if raw.startswith(("\t", "    ")) and parts and parts[-1].endswith(":"):
+            options.append(line)
+            continue
+        if options:
+            parts[-1] += " " + ", ".join(options)
+            options = []
+        parts.append(line)
+    if options:
+        parts[-1] += " " + ", ".join(options)
+    return "; ".join(parts)
+
+
+def composition_error(primary: str, argv: list[str]) -> str | None:
+    """Why the command line cannot compose ``primary`` (an unknown group option, an unknown key,
+    a malformed override), as one line; ``None`` if it composes or the question does not apply.
+
+    A sweep (``-m``) is checked with the first value of each swept key. Hydra's own keys
+    (``hydra.*``) are left to Hydra. Used by the console scripts before Hydra starts, so such a
+    mistake costs one line and exit code 2, like every other bad config value.
+    """
+    if any(a in _NO_COMPOSE_FLAGS for a in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    tokens = [a for a in argv if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(tokens)
+    except HydraException as exc:
+        return _one_line(str(exc))
+    base: list[str] = []
+    swept: list[tuple[int, str, list[str]]] = []  # (position in base, key, every value)
+    for ov in overrides:
+        key = ov.input_line.split("=", 1)[0]
+        if key.lstrip("+~").startswith("hydra"):
+            continue
+        if ov.is_sweep_override():
+            try:
+                values = list(ov.sweep_string_iterator())
+            except Exception:  # a sweep form we cannot expand here: leave it to Hydra
+                return None
+            swept.append((len(base), key, values))
+            base.append(f"{key}={values[0]}")
+        else:
+            base.append(ov.input_line)
+    if GlobalHydra.instance().is_initialized():
+        return None
+    # the first value of every sweep, then each other value of a swept config group in turn
+    trials = [base]
+    for pos, key, values in swept:
+        if (CONF_DIR / key.lstrip("+~")).is_dir():
+            trials += [[*base[:pos], f"{key}={v}", *base[pos + 1 :]] for v in values[1:]]
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            for overrides_ in trials[:50]:
+                compose(config_name=primary, overrides=overrides_)
+    except (HydraException, OmegaConfBaseException) as exc:
+        return _one_line(str(exc))
+    return None

@@ -4,7 +4,10 @@
 ``predictions.npz`` (and ``metrics.json`` if present), recomputes the spectrum metrics of
 :mod:`dos_bench.metrics`, the per-group breakdown (DOSTransformer Table 5) and the derived
 quantities of :mod:`dos_bench.derived` (band gap, DOS at E_F, VB-gap scores, C_V, mean
-frequency; see there), and prints a short table. With ``--jarvis-submission OUT_DIR`` it also
+frequency; see there), and prints a short table with the unit of every row
+(:meth:`dos_bench.reporting.units.SpectrumUnits.metric_unit` of the run's spectra: the spectrum
+unit for MAE/RMSE, its square for MSE, the grid unit for WD, eV for band gaps and E_F,
+J/(K·mol) for C_V, cm⁻¹ for ω̄). With ``--jarvis-submission OUT_DIR`` it also
 writes the run's JARVIS-Leaderboard phonon-DOS submission
 (:func:`dos_bench.reporting.leaderboard.submission_from_run`).
 """
@@ -89,7 +92,9 @@ def evaluate_run(
 
     Returns:
         ``{'run_dir', 'dataset', 'model', 'kind', 'n_test', 'spacing', 'metrics', 'grouped',
-        'derived', 'stored_test'}`` — ``stored_test`` is ``metrics.json['test']`` for comparison.
+        'derived', 'units', 'stored_test'}`` — ``units`` maps every metric and derived quantity
+        to its unit (:func:`metric_units`), ``stored_test`` is ``metrics.json['test']`` for
+        comparison.
     """
     run_dir = Path(run_dir)
     npz_path = run_dir / "predictions.npz"
@@ -119,6 +124,8 @@ def evaluate_run(
     s = dict(settings or {})
     if kind == "phdos" and unit and "freq_unit" not in s and unit.lower() == "thz":
         s["freq_unit"] = "THz"
+    metrics = compute_metrics(pred, true, list(names), spacing=spacing)
+    derived = derived_metrics(pred, true, e, kind, meta, s)
     return {
         "run_dir": str(run_dir),
         "dataset": stored.get("dataset"),
@@ -126,11 +133,34 @@ def evaluate_run(
         "kind": kind,
         "n_test": int(pred.shape[0]),
         "spacing": spacing,
-        "metrics": compute_metrics(pred, true, list(names), spacing=spacing),
+        "metrics": metrics,
         "grouped": grouped_metrics(pred, true, groups, list(names), spacing=spacing),
-        "derived": derived_metrics(pred, true, e, kind, meta, s),
+        "derived": derived,
+        "units": metric_units(run_dir, [*metrics, *derived], kind),
         "stored_test": stored.get("test"),
     }
+
+
+def metric_units(run_dir: str | Path, names: Sequence[str], kind: str | None = None) -> dict:
+    """``{name: unit}`` for metric and derived-quantity names of a run, from its spectrum units
+    (:func:`dos_bench.reporting.units.run_spectrum_units`; ``kind`` when the files do not say):
+    ``fraction`` for ``frac_*``, ``count`` for counts, ``–`` for dimensionless values (R², RE,
+    accuracies, precision/recall/F1)."""
+    from dataclasses import replace
+
+    from dos_bench.reporting.units import run_spectrum_units
+
+    units = run_spectrum_units(run_dir)
+    if not units.kind and kind:
+        units = replace(units, kind=kind)
+    out = {}
+    for n in names:
+        low = n.lower()
+        u = units.metric_unit(n)
+        if not u:
+            u = "fraction" if low.startswith("frac_") or "_frac_" in low else "–"
+        out[n] = u
+    return out
 
 
 # ============================================================================ CLI
@@ -151,19 +181,33 @@ def format_table(results: Sequence[Mapping[str, Any]]) -> str:
                 rows.append(k)
     heads = [f"{r.get('model') or Path(r['run_dir']).name}" for r in results]
     subs = [f"{r.get('dataset') or r['kind']} (n={r['n_test']})" for r in results]
+    units = {k: _row_unit(k, results) for k in rows}
     w0 = max([len(k) for k in rows] + [6])
+    wu = max([len(u) for u in units.values()] + [4]) + 2
     w = max([len(h) for h in heads + subs] + [10]) + 2
     lines = [
-        f"{'':<{w0}}" + "".join(f"{h:>{w}}" for h in heads),
-        f"{'':<{w0}}" + "".join(f"{h:>{w}}" for h in subs),
+        f"{'':<{w0}}  {'unit':<{wu}}" + "".join(f"{h:>{w}}" for h in heads),
+        f"{'':<{w0}}  {'':<{wu}}" + "".join(f"{h:>{w}}" for h in subs),
     ]
     for k in rows:
         vals = []
         for r in results:
             v = r["metrics"].get(k, r["derived"].get(k))
             vals.append("-" if v is None else _fmt(v))
-        lines.append(f"{k:<{w0}}" + "".join(f"{v:>{w}}" for v in vals))
+        lines.append(f"{k:<{w0}}  {units[k]:<{wu}}" + "".join(f"{v:>{w}}" for v in vals))
     return "\n".join(lines)
+
+
+def _row_unit(name: str, results: Sequence[Mapping[str, Any]]) -> str:
+    """The unit of one table row: the runs' common unit, else each run's unit in column order
+    (``states/eV/cell | modes/cm⁻¹/cell``) over the runs that have the row."""
+    seen: list[str] = []
+    for r in results:
+        if name in r["metrics"] or name in r["derived"]:
+            u = (r.get("units") or {}).get(name, "?")
+            if u not in seen:
+                seen.append(u)
+    return " | ".join(seen)
 
 
 def _job_key(p: Path) -> tuple:

@@ -12,10 +12,15 @@ no neighbour within the model's cutoff is reported with the file name and the re
 the other files are still predicted and written, and the exit code is 1 if any file failed.
 
 Outputs (``output_dir``, default ``outputs/predict/<time>``): ``predictions.csv`` (one row per
-material: file, formula, atoms, derived quantities), ``predictions.npz`` (ids, grid, spectra) and
-one PNG per material. For target representations normalised per material (``max_norm``,
-``sum_norm``, ``min_max``, ``valence_norm`` and an autoencoder over them) the native scale of a new
-crystal is unknown, so spectra are written in the normalised units and the CSV says so.
+material: file, formula, atoms, the spectrum unit, derived quantities), ``predictions.npz`` (ids,
+grid, spectra, ``dos_unit``, ``energy_unit``, ``energy_reference``, derived quantities) and one
+PNG per material (:func:`dos_bench.reporting.spectra.plot_predicted_spectrum`, axes and units
+from :func:`dos_bench.reporting.units.checkpoint_spectrum_units`). For target representations
+normalised per material (``max_norm``, ``sum_norm``, ``min_max``, ``valence_norm`` and an
+autoencoder over them) the native scale of a new crystal is unknown, so spectra are written in the
+normalised units (``max-normalised``, ...) and the CSV and figures say which. The band gap (with
+its VBM and CBM) is given on E_F-referenced eDOS grids only: a band-edge grid has the gap removed
+and an absolute grid does not say where E_F is.
 
 Checkpoints are loaded only from the configured path, with ``torch.load(weights_only=True)``.
 """
@@ -64,17 +69,12 @@ def find_inputs(inputs: str | list[str]) -> list[Path]:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    import torch
+    """A dos_bench checkpoint, read the one safe way (``weights_only=True``, one-line errors:
+    :func:`dos_bench.training.resume.load_checkpoint_safely`)."""
+    from dos_bench.training.resume import load_checkpoint_safely
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - report any unpickling problem with the file name
-        raise DataError(
-            f"{path}: cannot load the checkpoint ({type(exc).__name__}: {exc})"
-        ) from exc
+    ckpt = load_checkpoint_safely(path)
     if not ckpt.get("dos_bench_config") or not ckpt.get("dos_bench_meta"):
         raise DataError(f"{path}: not a dos_bench checkpoint (no stored config and grid)")
     return ckpt
@@ -117,6 +117,14 @@ class Predictor:
         self.grid = np.asarray(self.meta["grid"], dtype=np.float64)
         self.normalised = self.tt.normalised_per_material
         self._torch = torch
+
+    @property
+    def units(self):
+        """Axis units of this checkpoint's predicted spectra
+        (:func:`dos_bench.reporting.units.checkpoint_spectrum_units`)."""
+        from dos_bench.reporting.units import checkpoint_spectrum_units
+
+        return checkpoint_spectrum_units(self.cfg, self.meta, self.normalised)
 
     def check(self, structure: Any, sid: str, where: str, isolated_atoms: str = "error") -> None:
         """Raise :class:`DataError` (starting with ``where``) if this model cannot take the
@@ -175,42 +183,29 @@ class Predictor:
 
 
 def derived_quantities(
-    kind: str | None, grid: np.ndarray, spectra: np.ndarray, n_atoms: np.ndarray
+    kind: str | None,
+    grid: np.ndarray,
+    spectra: np.ndarray,
+    n_atoms: np.ndarray,
+    reference: str = "fermi",
 ) -> dict[str, np.ndarray]:
-    """Band gap and VB-gap flag (eDOS) or heat capacity and mean frequency (phDOS)."""
-    try:
-        import dos_bench.physics as ph
-    except ImportError:  # pragma: no cover - physics is part of the package
-        return {}
+    """Band gap with its VBM and CBM (:func:`dos_bench.physics.band_gaps`; eDOS on an
+    E_F-referenced grid only, ``reference="fermi"``) and VB-gap flag (eDOS), or heat capacity and
+    mean frequency (phDOS)."""
+    import dos_bench.physics as ph
+
     out: dict[str, np.ndarray] = {}
     if kind == "edos":
-        gap = ph.band_gaps(grid, spectra, 0.0)
-        out["band_gap_eV"] = np.asarray(gap[0] if isinstance(gap, tuple) else gap)
+        if reference == "fermi":
+            gap, vbm, cbm = ph.band_gaps(grid, spectra, 0.0)
+            out["band_gap_eV"] = np.asarray(gap)
+            out["vbm_eV"] = np.asarray(vbm)
+            out["cbm_eV"] = np.asarray(cbm)
         out["vb_gap"] = np.asarray(ph.vb_gap_flags(grid, spectra))
     elif kind == "phdos":
         out["cv_300K_J_per_K_mol"] = np.asarray(ph.heat_capacity(grid, spectra, n_atoms, T=300.0))
         out["mean_freq_cm1"] = np.asarray(ph.average_frequency(grid, spectra))
     return out
-
-
-def plot_spectrum(
-    grid: np.ndarray, y: np.ndarray, title: str, xlabel: str, ylabel: str, out: Path
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(grid, y, color="tab:red")
-    ax.fill_between(grid, y, color="tab:red", alpha=0.2)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    fig.tight_layout()
-    with atomic_write(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def predict(cfg: DictConfig) -> int:
@@ -249,13 +244,12 @@ def predict(cfg: DictConfig) -> int:
         ids = [f.stem for f in names]
         spectra = predictor.predict(structures, ids)
         n_atoms = np.array([len(s) for s in structures])
-        kind = predictor.meta.get("kind")
-        derived = derived_quantities(kind, predictor.grid, spectra, n_atoms)
-        unit = (
-            "normalised"
-            if predictor.normalised
-            else str(predictor.meta.get("dos_unit") or "native")
+        units = predictor.units
+        derived = derived_quantities(
+            units.kind, predictor.grid, spectra, n_atoms, units.reference or "absolute"
         )
+        # normalised: the representation's unit (max-normalised, ...); native: the dataset's own
+        unit = units.dos_unit if predictor.normalised else str(predictor.meta.get("dos_unit") or "")
         with atomic_write(out_dir / "predictions.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(
@@ -265,6 +259,9 @@ def predict(cfg: DictConfig) -> int:
                     energies=predictor.grid,
                     pred=spectra,
                     dos_unit=np.asarray(unit),
+                    energy_unit=np.asarray(str(predictor.meta.get("energy_unit") or "")),
+                    energy_reference=np.asarray(units.reference or "absolute"),
+                    kind=np.asarray(units.kind),
                     **{k: v for k, v in derived.items()},
                 )
         with atomic_write(out_dir / "predictions.csv") as tmp:
@@ -278,19 +275,21 @@ def predict(cfg: DictConfig) -> int:
                             str(f),
                             s.composition.reduced_formula,
                             len(s),
-                            unit,
+                            unit or "not recorded",
                             *[_fmt(v[i]) for v in derived.values()],
                         ]
                     )
-        xlabel = f"E ({predictor.meta.get('energy_unit') or ''})"
+        from dos_bench.reporting.spectra import plot_predicted_spectrum
+
+        edges = {k: derived.get(f"{k}_eV") for k in ("band_gap", "vbm", "cbm")}
         for i, sid in enumerate(ids):
-            plot_spectrum(
+            plot_predicted_spectrum(
                 predictor.grid,
                 spectra[i],
-                f"{sid}: {structures[i].composition.reduced_formula}",
-                xlabel,
-                f"DOS ({unit})",
                 out_dir / f"{sid}.png",
+                units,
+                f"{sid}: {structures[i].composition.reduced_formula}",
+                **{k: None if v is None else float(v[i]) for k, v in edges.items()},
             )
         log.info("wrote %d predictions to %s", len(ids), out_dir)
     if failed:

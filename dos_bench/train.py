@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from dos_bench.config import CONF_DIR as PACKAGED_CONF_DIR
 from dos_bench.config import build
@@ -29,7 +29,8 @@ from dos_bench.training import builders, results
 from dos_bench.training.allocator import configure_cpu
 from dos_bench.training.callbacks import EpochLineLogger, EpochTimer, ResumeState
 from dos_bench.training.distributed import plan_launch
-from dos_bench.training.resume import RunLock, checkpoint_position, resume_path
+from dos_bench.training.resume import RunLock, checkpoint_position, resume_path, unlink_last
+from dos_bench.training.sweep import parallel_jobs
 
 __all__ = ["CONF_DIR", "Prepared", "build", "main", "prepare", "run_worker", "train"]
 
@@ -78,11 +79,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # srun/torchrun started every rank with the Hydra job: only rank 0 fills the job's log
         logging.getLogger().setLevel(logging.WARNING)
     ensure_writable_dir(run_dir, key="paths.output_dir")  # unwritable: one ConfigError
+    _no_bars_in_parallel_sweeps(cfg)
     # one run per directory: the launching process / rank 0 holds <run dir>/.dos_bench.lock until
     # the run ends (other ranks and the elastic workers belong to the same run)
     lock = RunLock(run_dir).acquire() if plan.is_writer else None
     try:
         ckpt_path = resume_path(cfg.get("ckpt_path"), run_dir)
+        if plan.is_writer:  # before anything writes checkpoints/ again (resume or a rerun)
+            unlink_last(run_dir / "checkpoints" / "last.ckpt")
         configure_cpu(cfg.get("num_threads"), cfg.get("cpu_allocator", "retain"))
         prep = prepare(cfg, write=plan.is_writer)
         if plan.mode == "elastic":
@@ -91,6 +95,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def _no_bars_in_parallel_sweeps(cfg: DictConfig) -> None:
+    """Under the joblib launcher with several jobs at once, the jobs' progress bars (data and
+    training) would interleave on one terminal: ``progress=false`` for this job, and
+    :func:`_fit_and_test` logs one line per epoch instead."""
+    n = parallel_jobs()
+    if n > 1 and cfg.get("progress", True):
+        with read_write(cfg):
+            cfg.progress = False
+        log.debug("%d parallel jobs: progress bars off, one log line per epoch instead", n)
 
 
 def prepare(cfg: DictConfig, *, write: bool, tt: Any = None) -> Prepared:
@@ -149,17 +164,22 @@ def _fit_and_test(
 
     # ---- model (every rank seeds alike, as Lightning does; DDP broadcasts rank 0's weights)
     L.seed_everything(cfg.seed, workers=True)
+    if ckpt_path:
+        builders.quiet_library_noise(resuming=True)
     lit = builders.build_module(cfg, prep.dm, prep.tt, prep.resolved)
     timer = EpochTimer(t_start)
     loggers = builders.build_loggers(cfg, checkpoint_position(ckpt_path) if ckpt_path else None)
     try:
         callbacks = builders.build_callbacks(cfg)
+        if parallel_jobs() > 1 and not any(isinstance(c, EpochLineLogger) for c in callbacks):
+            callbacks.append(EpochLineLogger())  # the progress bar of a parallel sweep job
         extra = dict(trainer_kwargs or {})
         if any(isinstance(c, EpochLineLogger) for c in callbacks):
             extra["enable_progress_bar"] = False
         trainer: L.Trainer = build(
             cfg.trainer, callbacks=callbacks + [timer, ResumeState()], logger=loggers, **extra
         )
+        builders.log_config(loggers, prep.resolved)  # rank 0 only (Lightning's rank_zero_only)
         # weights_only=True explicitly: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot turn it off
         trainer.fit(lit, datamodule=prep.dm, ckpt_path=ckpt_path, weights_only=True)
         fit = results.FitResult(cfg, trainer, lit, prep.dm, timer)
@@ -191,9 +211,24 @@ def main(cfg: DictConfig) -> float | None:
     return metrics["selection"]["best_val"]
 
 
-if __name__ == "__main__":
-    # run the importable ``dos_bench.train.main``, not this ``__main__`` copy: launchers that
-    # pickle the task function (joblib, submitit) then pickle it by reference
-    from dos_bench.train import main as _main
+def cli() -> None:
+    """The ``dos-train`` command: a command line that cannot compose (an unknown group option or
+    key, a malformed override) stops with one line and exit code 2 before Hydra starts, like
+    every other bad config value; then :func:`main`."""
+    import sys
 
-    _main()
+    from dos_bench.config import composition_error
+
+    problem = composition_error("train", sys.argv[1:])
+    if problem:
+        print(f"dos-train: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    main()
+
+
+if __name__ == "__main__":
+    # run the importable ``dos_bench.train.cli``, not this ``__main__`` copy: launchers that
+    # pickle the task function (joblib, submitit) then pickle it by reference
+    from dos_bench.train import cli as _cli
+
+    _cli()

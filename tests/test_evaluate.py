@@ -212,7 +212,38 @@ def test_cli_on_a_multirun_directory_evaluates_each_job_in_order(tmp_path, capsy
     (sweep / "0_seed=0" / "checkpoints").mkdir()
     assert main([str(sweep), "--metrics", "mae"]) == 0
     head = capsys.readouterr().out.splitlines()[0].split()
-    assert head == ["m0", "m1", "m2", "m10"]
+    assert head == ["unit", "m0", "m1", "m2", "m10"]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([str(empty)]) == 2
+
+
+def test_table_states_the_unit_of_every_row(tmp_path, capsys):
+    """eDOS and phDOS runs side by side: one unit column, the runs' units where they differ."""
+    rng = np.random.default_rng(6)
+    ed = {"dataset": "e", "model": "me", "kind": "edos"}
+    ed["units"] = {"energy": "eV", "dos": "states/eV/cell (spin included)"}
+    ph = {"dataset": "p", "model": "mp", "kind": "phdos"}
+    ph["units"] = {"energy": "cm^-1", "dos": "modes/cm^-1/cell"}
+    true, pred = rng.random((3, 9)), rng.random((3, 9))
+    meta = {"band_gap": np.zeros(3), "n_atoms": np.array([1, 2, 2])}
+    run_e = _write_run(tmp_path / "e", E9, true, pred, "eV", {}, meta, ed)
+    true, pred = rng.random((3, 51)), rng.random((3, 51))
+    run_p = _write_run(tmp_path / "p", F51, true, pred, "cm^-1", {}, {"n_atoms": np.ones(3)}, ph)
+    assert evaluate_run(run_e)["units"]["band_gap_mae"] == "eV"
+    assert main([str(run_e), str(run_p)]) == 0
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[2:]}
+    assert "states/eV/cell | modes/cm⁻¹/cell" in rows["mae"]
+    assert "(states/eV/cell)² | (modes/cm⁻¹/cell)²" in rows["mse"]
+    assert "states/eV/cell | modes/cm⁻¹/cell" in rows["rmse"]
+    assert "eV | cm⁻¹" in rows["wd"]
+    for name, u in [
+        ("r2", "–"),
+        ("re", "–"),
+        ("frac_mae_lt_0.02", "fraction"),
+        ("band_gap_mae", "eV"),
+        ("dos_at_ef_mae", "states/eV/cell"),
+        ("cv_mae", "J/(K·mol)"),
+        ("omega_mae", "cm⁻¹"),
+    ]:
+        assert rows[name].split()[1] == u, rows[name]

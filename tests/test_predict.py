@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
+from dos_bench.reporting.plotting import figure_info
 from dos_bench.train import train
 
 
@@ -62,6 +63,32 @@ def test_predict_folder_with_a_broken_file(trained, tmp_path):
         assert np.isfinite(z["pred"]).all() and (z["pred"] >= 0).all()
     assert (out / "Al.png").is_file() and (out / "NaCl.png").is_file()
     assert not list(out.glob("*.tmp"))
+    # the spectrum unit of the checkpoint's data set, not a generic word; VBM/CBM beside the gap
+    assert {r["dos_unit"] for r in rows} == {"states/eV/cell (spin included)"}
+    assert {"band_gap_eV", "vbm_eV", "cbm_eV", "vb_gap"} <= set(rows[0])
+    with np.load(out / "predictions.npz") as z:
+        assert str(z["dos_unit"]) == "states/eV/cell (spin included)"
+        assert (str(z["energy_unit"]), str(z["energy_reference"])) == ("eV", "fermi")
+        assert z["vbm_eV"].shape == z["cbm_eV"].shape == (2,)
+    # the figure of the run figures' units rule (dos_bench.reporting.spectra)
+    ax = figure_info(out / "Al.png")["axes"][0]
+    assert ax["xlabel"] == r"$E - E_\mathrm{F}$ (eV)"
+    assert ax["ylabel"] == "DOS (states/eV/cell, spin included)"
+    assert "E_F" in {m["gid"] for m in ax["marks"]}
+
+
+def test_band_gap_only_on_a_fermi_referenced_grid():
+    """A band-edge grid has the gap removed and an absolute grid no E_F: no band gap there."""
+    from dos_bench.predict import derived_quantities
+
+    e = np.linspace(-2.0, 2.0, 9)
+    y = np.array([[1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]])
+    got = derived_quantities("edos", e, y, np.array([2]))
+    assert got["band_gap_eV"][0] == pytest.approx(2.5)
+    assert (got["vbm_eV"][0], got["cbm_eV"][0]) == pytest.approx((-1.0, 1.5))
+    for ref in ("band_edges", "absolute"):
+        other = derived_quantities("edos", e, y, np.array([2]), reference=ref)
+        assert set(other) == {"vb_gap"}
 
 
 def test_predictor_matches_the_trained_model(trained):

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from cli_support import CLI_SMALL, cli_env, compose_cfg, train_cli
+from pymatgen.core import Lattice, Structure
 
 from dos_bench.io import DataError
 from dos_bench.training.resume import LOCK_NAME, load_checkpoint_safely
@@ -373,3 +374,89 @@ def test_wandb_offline_without_key_or_network(tmp_path, data_dir):
     assert (run / "metrics.json").exists() and (run / "csv" / "metrics.csv").exists()
     offline = list(run.rglob("offline-run-*"))
     assert offline, "no offline wandb run directory was written"
+    assert "anonymous" not in p.stdout + p.stderr  # "The anonymous setting has no effect"
+    # the run's configuration: wandb >= 0.19 offline keeps it in the run's transaction log
+    # (files/config.yaml is written only when the run is synced)
+    (log_file,) = offline[0].glob("run-*.wandb")
+    config = _wandb_config(log_file)
+    assert config["optimizer"]["lr"] == 1.0e-3 and config["model"]["name"] == "mlp"
+    assert config["data"]["batch_size"] == 16 and config["seed"] == 0
+    assert config["dataset"]["name"] == "toy_phdos"
+
+
+def _wandb_config(path: Path) -> dict:
+    """The config of an offline wandb run, read from its ``run-<id>.wandb`` transaction log:
+    a LevelDB-style log (header ``:W&B`` + magic + version, 32 KiB blocks of records with a
+    7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST) of ``wandb_internal_pb2.Record``
+    protobufs; the run record and config records carry ``ConfigItem``s (JSON values)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", data[:7]
+    block, pos, buf, config = 32768, 7, b"", {}
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer: zero padding
+            pos += block - pos % block
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        buf += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind not in (1, 4):  # FIRST/MIDDLE chunks: the record continues
+            continue
+        rec = pb.Record()
+        rec.ParseFromString(buf)
+        buf = b""
+        which = rec.WhichOneof("record_type")
+        items = {"config": rec.config.update, "run": rec.run.config.update}.get(which, [])
+        for item in items:
+            keys = list(item.nested_key) or [item.key]
+            node = config
+            for k in keys[:-1]:
+                node = node.setdefault(k, {})
+            node[keys[-1]] = json.loads(item.value_json)
+    return config
+
+
+def test_last_checkpoint_links_to_the_best_and_resume_and_predict_read_through_it(
+    tmp_path, data_dir
+):
+    """One epoch: the best epoch is the last, so the run keeps one checkpoint file and
+    last.ckpt links to it; dos-predict and ckpt_path=last work through the link, and training
+    on from it never writes into the best checkpoint."""
+    run = tmp_path / "one"
+    p = _run([f"hydra.run.dir={run}"], tmp_path, data_dir, epochs=1)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ckpts = run / "checkpoints"
+    last, best = ckpts / "last.ckpt", ckpts / "epoch000.ckpt"
+    assert last.is_symlink() and os.readlink(last) == "epoch000.ckpt"
+    assert [f.name for f in ckpts.iterdir() if not f.is_symlink()] == ["epoch000.ckpt"]
+    assert json.loads((run / "metrics.json").read_text())["selection"]["checkpoint"] == str(best)
+    best_bytes = best.read_bytes()
+    # dos-predict through the link
+    Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    ).to(filename=str(tmp_path / "NaCl.cif"))
+    out = tmp_path / "pred"
+    pred = subprocess.run(
+        [sys.executable, "-m", "dos_bench.predict", f"ckpt_path={last}"]
+        + [f"inputs={tmp_path / 'NaCl.cif'}", f"output_dir={out}", f"hydra.run.dir={out}/h"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    assert (out / "predictions.csv").is_file() and (out / "NaCl.png").is_file()
+    # resume through the link and train a second epoch
+    args = [f"hydra.run.dir={run}", "ckpt_path=last", "skip_completed=false"]
+    p = _run(args, tmp_path, data_dir, epochs=2)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resuming from" in p.stdout + p.stderr
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["epochs_completed"] == 2 and m["timing"]["n_train_epochs"] == 1
+    assert _last_epoch(run) == 1
+    if best.exists():  # still the best: untouched by the second epoch's last.ckpt
+        assert best.read_bytes() == best_bytes
+    chosen = Path(m["selection"]["checkpoint"])
+    assert chosen.is_file() and not chosen.is_symlink()
+    assert last.is_symlink() == (chosen.name == "epoch001.ckpt")

@@ -29,10 +29,14 @@ def _span(log: Path) -> tuple[datetime, datetime]:
 def test_joblib_launcher_runs_four_jobs_in_parallel(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "model=mlp,graph_network", "seed=0,1", "hydra/launcher=joblib"]
-    args += ["hydra.launcher.n_jobs=2", *SMALL, f"hydra.sweep.dir={sweep}"]
+    with_bars = [a for a in SMALL if a != "progress=false"]  # progress=true, the default
+    args += ["hydra.launcher.n_jobs=2", *with_bars, f"hydra.sweep.dir={sweep}"]
     out = train_cli(args, data_dir, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2" in out.stdout + out.stderr
+    # parallel jobs share the terminal: no progress bars, one log line per epoch instead
+    assert "it/s" not in out.stdout + out.stderr and "━" not in out.stdout + out.stderr
+    assert (out.stdout + out.stderr).count("epoch 2/2 (") == 4
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(jobs) == 4
     seen = set()
@@ -55,6 +59,30 @@ def test_joblib_launcher_runs_four_jobs_in_parallel(data_dir, tmp_path):
     assert tables.returncode == 0, tables.stdout + tables.stderr
     assert "graph_network" in tables.stdout and "| mlp" in tables.stdout
     assert "missing" not in tables.stdout and "FAILED" not in tables.stdout
+
+
+def test_split_statistics_print_once_per_sweep(data_dir, tmp_path):
+    """Two jobs on the same split: the 17-line table once (first job), then one line saying
+    where it is; a job with another split prints its own table."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", "model=mlp", *SMALL, f"hydra.sweep.dir={sweep}"]
+    out = train_cli(args, data_dir, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert text.count("crystal_system     train") == 1 and text.count("n_species     train") == 1
+    assert text.count("split sizes: train 77, val 10, test 9") == 2  # one line in every job
+    assert text.count("tables as printed earlier in this sweep") == 1
+    (saved,) = sweep.glob(".split_stats-*.txt")
+    assert "\nn_species " in saved.read_text() and "\ncrystal_system " in saved.read_text()
+    logs = sorted(sweep.glob("*/train.log"))
+    assert len(logs) == 2
+    assert "crystal_system" in logs[0].read_text() and str(saved) in logs[1].read_text()
+    # the same sweep directory again with another split: a different table is printed
+    args = ["-m", "split_seed=1", "model=mlp", *SMALL, f"hydra.sweep.dir={sweep}"]
+    again = train_cli(args, data_dir, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (again.stdout + again.stderr).count("crystal_system     train") == 1
+    assert len(list(sweep.glob(".split_stats-*.txt"))) == 2
 
 
 @pytest.mark.parametrize("launcher,tasks", [("slurm_ddp", 2), ("slurm_sweep", 1)])

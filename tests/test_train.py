@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import CLI_SMALL, train_cli
 
 from dos_bench.train import train
 
@@ -81,6 +83,40 @@ def test_cli_entry_point(data_dir, tmp_path):
     assert "mean-spectrum baseline" in out.stdout
     assert f"run directory: {run}" in out.stdout
     _check_run_dir(run, 51)
+
+
+#: a warning in a run's output: Python's format (``Category: message`` and the ``warn(`` source
+#: line), Lightning's (``<file>.py:<line>: message``) and WARNING log records
+WARNING_LINE = re.compile(r"warn|\.py:\d+: ", re.IGNORECASE)
+
+#: warnings a ``trainer=debug`` run may print that the user can act on (README "Warnings")
+ALLOWED_WARNINGS = (
+    "does not have many workers",  # Lightning, > 2 CPU cores: data.num_workers=N
+    "GPU available but not used",  # Lightning, a GPU machine: trainer=gpu
+)
+
+
+def test_debug_run_output_has_only_actionable_warnings(data_dir, tmp_path):
+    """``dos-train trainer=debug`` prints no warning a user cannot act on: Lightning's LeafSpec
+    deprecation, the logging-interval advice, "GPU/TPU available: False" and wandb's anonymous
+    notice are gone; what may remain is listed in ALLOWED_WARNINGS and the README."""
+    run = tmp_path / "run"
+    p = train_cli(["trainer=debug", *CLI_SMALL, f"hydra.run.dir={run}"], data_dir, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = (p.stdout + p.stderr).replace(str(tmp_path), "<tmp>").replace(str(data_dir), "<data>")
+    lines = text.splitlines()
+    unexpected = []
+    for i, line in enumerate(lines):
+        if not WARNING_LINE.search(line):
+            continue
+        if any(a in line for a in ALLOWED_WARNINGS):
+            continue
+        if "warn(" in line and i and any(a in lines[i - 1] for a in ALLOWED_WARNINGS):
+            continue  # the source line Python prints under an allowed warning
+        unexpected.append(line)
+    assert not unexpected, "\n".join(unexpected)
+    assert "GPU available: False" not in text and "TPU available: False" not in text
+    assert "mean-spectrum baseline" in p.stdout  # the run did print its summary
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -91,6 +92,9 @@ class DOSDataModule(L.LightningDataModule):
     progress: progress bars for data generation and graph building.
     extra_columns: record metadata columns attached to every graph as ``(1,)`` float
         tensors (what a target representation needs per material, e.g. ``n_valence``).
+    split_report: called with the split-statistics table (species counts and crystal systems
+        per split) once the split is made; default: logged at INFO. ``dos-train`` passes one
+        that prints it once per sweep (:func:`dos_bench.training.sweep.split_stats_reporter`).
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class DOSDataModule(L.LightningDataModule):
         progress: bool = True,
         name: str | None = None,
         extra_columns: list[str] | None = None,
+        split_report: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         if atom_features not in ATOM_FEATURE_SETS:
@@ -131,6 +136,7 @@ class DOSDataModule(L.LightningDataModule):
         self.shuffle_seed, self.limit, self.progress = shuffle_seed, limit, progress
         self.name = name
         self.extra_columns = list(extra_columns or [])
+        self.split_report = split_report
         self._ready = False
 
     # ---------------------------------------------------------------- setup
@@ -146,7 +152,11 @@ class DOSDataModule(L.LightningDataModule):
         self.targets = self.recipe.apply(rs)
         self.grid = np.asarray(self.recipe.grid, dtype=np.float64)
         self.split: Split = self.splitter(rs)
-        log.info("%s", format_split_stats(rs, self.split))
+        stats = format_split_stats(rs, self.split)
+        if self.split_report is not None:
+            self.split_report(stats)
+        else:
+            log.info("%s", stats)
         # the graph cache is keyed by the structures themselves (a hash of the arrays), so a
         # changed raw file or source option can never reuse stale graphs
         dataset_key = {"structures": structure_fingerprint(rs), "name": self.name}

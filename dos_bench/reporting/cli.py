@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dos_bench.io import ConfigError, atomic_write, ensure_writable_dir
+from dos_bench.io import ConfigError, DataError, atomic_write, ensure_writable_dir
 from dos_bench.reporting.cells import build_table
 from dos_bench.reporting.figures import draw_figures
 from dos_bench.reporting.render import render
@@ -114,8 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"  {line}", file=sys.stderr)
     text = "\n".join(texts)
     if args.output:
-        with atomic_write(args.output) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        try:
+            with atomic_write(args.output) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        except DataError as exc:  # unwritable path, full disk: one line naming the file
+            print(f"dos-tables: --output {args.output}: {exc}", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     if args.check and incomplete:

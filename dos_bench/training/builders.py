@@ -7,8 +7,10 @@
   :func:`dos_bench.models.model.build_model`), the loss, the optimizer and the schedule in one
   :class:`~dos_bench.training.module.DOSLitModule`, carrying what a checkpoint needs to rebuild
   the model for ``dos-predict`` (the resolved config, the grid, units and sizes).
-* :func:`build_callbacks`, :func:`build_loggers` (continued on resume), :func:`close_loggers`.
-* :func:`route_lightning_logs`: Lightning's messages through the root logger only.
+* :func:`build_callbacks`, :func:`build_loggers` (continued on resume), :func:`log_config`
+  (the resolved config as every logger's hyperparameters), :func:`close_loggers`.
+* :func:`route_lightning_logs`: Lightning's messages through the root logger only, without the
+  lines and warnings a user cannot act on (:func:`quiet_library_noise`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from omegaconf import DictConfig
 from dos_bench.config import build
 from dos_bench.models.model import build_model
 from dos_bench.training.module import DOSLitModule, Evaluation, Scheduling
+from dos_bench.training.sweep import split_stats_reporter
 
 __all__ = [
     "build_callbacks",
@@ -30,6 +33,8 @@ __all__ = [
     "build_module",
     "checkpoint_meta",
     "close_loggers",
+    "log_config",
+    "quiet_library_noise",
     "route_lightning_logs",
 ]
 
@@ -43,7 +48,12 @@ def build_data(cfg: DictConfig, tt: Any = None) -> tuple[Any, Any]:
     fitted = tt is not None
     if tt is None:
         tt = build(cfg.target_repr)
-    dm = build(cfg.data, extra_columns=list(tt.required_columns), _convert_="all")
+    dm = build(
+        cfg.data,
+        extra_columns=list(tt.required_columns),
+        split_report=split_stats_reporter,
+        _convert_="all",
+    )
     dm.setup("fit")
     tt.check_dataset(dm.name, dm.records.attrs)
     if not fitted:
@@ -104,10 +114,29 @@ def build_loggers(cfg: DictConfig, resume: dict[str, Any] | None = None) -> list
         if run_id and str(node.get("_target_", "")).endswith("WandbLogger"):
             kwargs = {"id": run_id, "resume": "allow"}
         lg = build(node, **kwargs)
+        _drop_wandb_anonymous(lg)
         if resume and hasattr(lg, "resume_from"):
             lg.resume_from(resume["epoch"], resume.get("epoch_row"))
         loggers.append(lg)
     return loggers
+
+
+def _drop_wandb_anonymous(lg: Any) -> None:
+    """Lightning's ``WandbLogger`` always passes ``anonymous`` to ``wandb.init`` (``None`` unless
+    asked for), and wandb >= 0.19 warns "The anonymous setting has no effect" whenever the key is
+    passed at all: leave it out."""
+    init = getattr(lg, "_wandb_init", None)
+    if type(lg).__name__ == "WandbLogger" and isinstance(init, dict) and not init.get("anonymous"):
+        init.pop("anonymous", None)
+
+
+def log_config(loggers: list, resolved: dict[str, Any]) -> None:
+    """The resolved config (nested: ``optimizer.lr``, ``model.name``, ``data.batch_size``,
+    ``seed``, ...) as the hyperparameters of every logger: the wandb run's config, the CSV
+    logger's ``hparams.yaml``, TensorBoard's hparams. Lightning logs only a module's
+    ``save_hyperparameters``, which dos_bench does not use (the checkpoint carries the config)."""
+    for lg in loggers:
+        lg.log_hyperparams(resolved)
 
 
 def close_loggers(loggers: list) -> None:
@@ -119,17 +148,55 @@ def close_loggers(loggers: list) -> None:
             wandb.finish()
 
 
+#: Lightning INFO lines that say nothing on a machine without the hardware they name
+_NOTHING_TO_REPORT = ("GPU available: False, used: False", "TPU available: False, using: 0 TPU")
+
+
 def _drop_advert(record: logging.LogRecord) -> bool:
-    """Logging filter: Lightning's "Tip: try installing litlogger" line is an advert, not news."""
-    return "litlogger" not in str(record.msg)
+    """Logging filter: Lightning's "Tip: try installing litlogger" line is an advert, not news,
+    and "GPU available: False, used: False" / "TPU available: False" report an absence on every
+    CPU run ("GPU available: True ..." is kept)."""
+    msg = str(record.msg)
+    return "litlogger" not in msg and not msg.startswith(_NOTHING_TO_REPORT)
+
+
+def quiet_library_noise(resuming: bool = False) -> None:
+    """Hide the library warnings no dos_bench user can act on (README "Warnings").
+
+    * torch (2.13 here) deprecates ``LeafSpec``, which Lightning 2.6 itself still uses
+      (``lightning/pytorch/utilities/_pytree.py``): a FutureWarning on every fit, for
+      Lightning's maintainers to fix.
+    * "The number of training batches (n) is smaller than the logging interval
+      Trainer(log_every_n_steps=...)": dos_bench logs epoch means only (``on_step=False``), so
+      the interval changes nothing that is logged; the advice to lower it would not either.
+    * ``resuming``: "Checkpoint directory <run>/checkpoints exists and is not empty" is what a
+      resumed run expects (a fresh run in a used directory still gets the warning).
+
+    Filters match the message text, so any other warning of the same category still shows.
+    """
+    import warnings
+
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+    )
+    warnings.filterwarnings(
+        "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging"
+    )
+    if resuming:
+        warnings.filterwarnings(
+            "ignore", message=r"Checkpoint directory .* exists and is not empty"
+        )
 
 
 def route_lightning_logs() -> None:
     """Send Lightning's messages through the root logger only (no doubled console lines).
 
     Lightning attaches its own stderr handlers when it is first imported, so it is imported here
-    before they are removed.
+    before they are removed. Also installs :func:`quiet_library_noise`.
     """
+    quiet_library_noise()
     if not logging.getLogger().hasHandlers():
         return
     import lightning  # noqa: F401  (installs the handlers this removes)

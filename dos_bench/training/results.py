@@ -6,8 +6,12 @@
   ``metrics.json`` (test metrics, the mean-spectrum baseline, per-group and derived metrics,
   selection, timing, units and whatever the target representation reports,
   :meth:`~dos_bench.data.transforms.TargetTransform.report`), ``predictions.npz`` (ids, grid, true
-  and predicted test spectra, group labels and metadata columns for ``dos-evaluate``) and the
-  figure ``examples_by_quartile.png``, then prints the summary (:func:`print_summary`).
+  and predicted test spectra in the metric space with their ``dos_unit``, ``energy_unit`` and
+  ``energy_reference``, group labels and metadata columns for ``dos-evaluate``) and the figure
+  ``examples_by_quartile.png``, then prints the summary (:func:`print_summary`). Every step
+  after the test that takes a second or more logs its duration. Last, ``checkpoints/last.ckpt``
+  becomes a link to the best checkpoint when both files are the same
+  (:func:`~dos_bench.training.resume.link_last_to_best`).
 * :func:`run_test_on_rank_zero`: the same after a DDP fit. ``trainer.test`` under DDP would pad the
   test set through the ``DistributedSampler`` and count some materials twice (Lightning #12862),
   so the process group is closed and rank 0 alone tests on one device.
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,9 @@ from dos_bench.training.module import DOSLitModule
 
 __all__ = [
     "META_COLUMNS",
+    "SLOW_STEP_S",
     "FitResult",
+    "metric_space_units",
     "meta_columns",
     "print_summary",
     "run_test_and_write",
@@ -42,6 +49,17 @@ log = logging.getLogger(__name__)
 
 #: per-material metadata written beside the predictions (derived metrics and figures)
 META_COLUMNS = ("e_fermi", "e_fermi_abs", "band_gap", "vbm", "cbm", "n_species", "formula")
+
+#: a step after the test taking this long (seconds) or longer logs its duration at INFO
+SLOW_STEP_S = 1.0
+
+
+def _took(t0: float, msg: str, *args: Any) -> None:
+    """Log ``msg % args`` + `` in <s> s`` at INFO if the step since ``t0`` took
+    :data:`SLOW_STEP_S` or longer, else at DEBUG."""
+    dt = time.perf_counter() - t0
+    level = logging.INFO if dt >= SLOW_STEP_S else logging.DEBUG
+    log.log(level, msg + " in %.1f s", *args, dt)
 
 
 @dataclass
@@ -132,26 +150,81 @@ def run_test_and_write(fit: FitResult, tester: Any = None) -> dict[str, Any]:
     res = lit.test_results
     if res is None:
         raise RuntimeError("the test loop produced no predictions (is the test split empty?)")
+    n_test = len(res["idx"])
+    t0 = time.perf_counter()
     metrics = _metrics(fit, res, best)
     idx = res["idx"]
     groups = dm.groups(idx)
     metrics["kind"] = dm.records.attrs.get("kind")
     metrics["test_groups"] = _grouped(fit, res, groups)
+    _took(t0, "test metrics, mean-spectrum baseline and per-group metrics of %s spectra", n_test)
     meta = meta_columns(dm, idx)
     derived = _derived(fit, res, meta, metrics["kind"])
     if derived is not None:
         metrics["derived"] = derived
     tt = lit.target_transform
+    t0 = time.perf_counter()
     metrics.update(tt.report(_val_targets(dm), dm.part_columns("val", tt.required_columns)))
+    _took(t0, "target representation %s: report on the validation spectra", tt.name)
     run_dir = fit.run_dir
+    units = metric_space_units(fit)
+    metrics["units"].update(
+        dos=units["dos_unit"],
+        energy_reference=units["energy_reference"],
+        metric_space=units["metric_space"],
+    )
+    t0 = time.perf_counter()
     write_json(run_dir / "metrics.json", metrics)
-    _write_predictions(run_dir / "predictions.npz", dm, res, groups, meta)
+    _write_predictions(run_dir / "predictions.npz", dm, res, groups, meta, units)
+    _took(t0, "metrics.json and predictions.npz (%s spectra) written", f"{n_test:,}")
     if fit.cfg.get("plots", True):
         from dos_bench.reporting.spectra import plot_quartile_examples
 
+        t0 = time.perf_counter()
         plot_quartile_examples(run_dir / "predictions.npz", run_dir / "examples_by_quartile.png")
+        _took(t0, "figure examples_by_quartile.png drawn")
+    if best:  # after metrics.json: a run that dies before it keeps two real files
+        from dos_bench.training.resume import link_last_to_best
+
+        t0 = time.perf_counter()
+        linked = link_last_to_best(run_dir / "checkpoints" / "last.ckpt", Path(best))
+        _took(
+            t0, "last.ckpt compared with the best checkpoint (%s)", "linked" if linked else "kept"
+        )
     print_summary(metrics, run_dir)
     return metrics
+
+
+def metric_space_units(fit: FitResult) -> dict[str, str]:
+    """The units of the spectra the run evaluates and writes (``metric_space``): ``dos_unit``
+    (the dataset's own unit, or the per-material unit of the target representation under
+    ``metric_space: normalised``, e.g. ``max-normalised``; '' when not recorded), the
+    ``energy_unit`` and the ``energy_reference`` of the grid (``fermi``, ``band_edges``, ``vbm``,
+    ``cbm`` or ``absolute`` for eDOS, from the dataset recipe or else the grid, see
+    :func:`dos_bench.reporting.units.spectrum_units`; ``absolute`` for phDOS frequencies)."""
+    from dos_bench.reporting.units import checkpoint_spectrum_units
+
+    dm, cfg = fit.dm, fit.cfg
+    attrs = dm.records.attrs
+    space = str(cfg.get("metric_space", "native"))
+    meta = {
+        "kind": attrs.get("kind"),
+        "energy_unit": attrs.get("energy_unit"),
+        "dos_unit": attrs.get("dos_unit"),
+        "grid": dm.grid,
+    }
+    config = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    units = checkpoint_spectrum_units(config, meta, normalised=space == "normalised")
+    if units.normalised:
+        dos = units.dos_unit
+    else:
+        dos = str(attrs.get("dos_unit") or "")
+    return {
+        "dos_unit": dos,
+        "energy_unit": str(attrs.get("energy_unit") or ""),
+        "energy_reference": units.reference or "absolute",
+        "metric_space": space,
+    }
 
 
 def _metrics(fit: FitResult, res: dict[str, Any], best: str) -> dict[str, Any]:
@@ -215,7 +288,11 @@ def _derived(
     settings = dict(ev.get("settings") or {})
     if probe is not None:
         settings.setdefault("fermi_column", probe.column)
-    return derived_metrics(res["pred"], res["true"], fit.dm.grid, kind, meta, settings, probe)
+    t0 = time.perf_counter()
+    out = derived_metrics(res["pred"], res["true"], fit.dm.grid, kind, meta, settings, probe)
+    what = "band gaps, DOS at E_F, VB gaps" if kind == "edos" else "heat capacities, mean frequency"
+    _took(t0, "derived quantities (%s) of %s test spectra", what, f"{len(res['pred']):,}")
+    return out
 
 
 def _val_targets(dm: Any) -> Any:
@@ -250,13 +327,20 @@ def _fit_fermi_probe(dm: Any, ev: Any, seed: int):
         log.info("Fermi-energy probe skipped: %s is constant or missing on the train split", col)
         return None
     probe = FermiProbe(seed=seed, **dict(ev.get("fermi_probe_args") or {}))
+    t0 = time.perf_counter()
     probe.fit(dm.part_targets("train"), target)
+    _took(t0, "Fermi-energy probe fitted on %s spectra", f"{len(target):,}")
     probe.column = col
     return probe
 
 
 def _write_predictions(
-    path: Path, dm: Any, res: dict[str, Any], groups: dict[str, Any], meta: dict[str, np.ndarray]
+    path: Path,
+    dm: Any,
+    res: dict[str, Any],
+    groups: dict[str, Any],
+    meta: dict[str, np.ndarray],
+    units: dict[str, str],
 ) -> None:
     idx = res["idx"]
     with atomic_write(path) as tmp:
@@ -267,7 +351,10 @@ def _write_predictions(
                 energies=dm.grid,
                 true=res["true"],
                 pred=res["pred"],
-                energy_unit=np.asarray(str(dm.records.attrs.get("energy_unit", ""))),
+                energy_unit=np.asarray(units["energy_unit"]),
+                energy_reference=np.asarray(units["energy_reference"]),
+                dos_unit=np.asarray(units["dos_unit"]),
+                kind=np.asarray(str(dm.records.attrs.get("kind") or "")),
                 spacing=np.asarray(dm.spacing),
                 **{f"group_{k}": np.asarray(v).astype(str) for k, v in groups.items()},
                 **{f"meta_{k}": v for k, v in meta.items()},
@@ -278,8 +365,12 @@ def print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     """The test metrics of the model and of the mean-spectrum baseline, and the run directory."""
     names = list(metrics["test"])
     width = 12
+    units = metrics.get("units") or {}
+    space = "native units"
+    if units.get("metric_space") == "normalised":
+        space = f"normalised spectra: {units.get('dos') or 'per-material units'}"
     lines = [
-        f"\nTest metrics on {metrics['dataset']} ({metrics['n_test']} materials, native units):",
+        f"\nTest metrics on {metrics['dataset']} ({metrics['n_test']} materials, {space}):",
         f"{'model':<24}" + "".join(f"{n:>{width}}" for n in names),
         f"{metrics['model']:<24}" + "".join(f"{metrics['test'][n]:>{width}.4g}" for n in names),
         f"{'mean-spectrum baseline':<24}"

@@ -2,6 +2,9 @@
 
 * :func:`resume_path`: the checkpoint a run continues from (``ckpt_path=last`` is this run
   directory's ``checkpoints/last.ckpt``), checked before any data is prepared.
+* :func:`link_last_to_best`: after a run, ``last.ckpt`` becomes a relative symlink to the best
+  checkpoint when both hold the same training state (the last epoch was the best);
+  :func:`unlink_last` turns it back into a file before a run trains in that directory again.
 * :func:`load_checkpoint_safely`: every checkpoint dos_bench reads is unpickled with
   ``torch.load(weights_only=True)`` (tensors, containers and numbers only), also when
   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` is set (that variable only changes calls that leave
@@ -25,6 +28,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import socket
 import time
 import warnings
@@ -46,8 +50,11 @@ __all__ = [
     "RunDirLocked",
     "RunLock",
     "checkpoint_position",
+    "link_last_to_best",
     "load_checkpoint_safely",
     "resume_path",
+    "same_training_state",
+    "unlink_last",
     "wandb_run_id",
 ]
 
@@ -137,6 +144,105 @@ def resume_path(ckpt: Any, run_dir: Path) -> str | None:
         pos["epoch"] + 1,
     )
     return str(ckpt)
+
+
+def link_last_to_best(last: str | Path, best: str | Path) -> bool:
+    """Replace ``last`` (``checkpoints/last.ckpt``) by a relative symlink to ``best`` when the
+    two checkpoints hold the same training state (:func:`same_training_state`); returns whether
+    it did.
+
+    Both callbacks of ``conf/callbacks/default.yaml`` save at the end of a training epoch, so when
+    the last epoch is also the best one the two files hold the same epoch, global step, weights,
+    optimizer, loop and RNG states; ``ckpt_path=last`` and ``dos-predict`` read through the
+    link. A file system without symlinks keeps both files.
+    """
+    last, best = Path(last), Path(best)
+    if last.is_symlink() or not last.is_file() or not best.is_file():
+        return False
+    if last.resolve() == best.resolve() or not same_training_state(last, best):
+        return False
+    rel = os.path.relpath(best.resolve(), last.parent.resolve())
+    tmp = last.with_name(f".{last.name}.{os.getpid()}.{secrets.token_hex(4)}.link")
+    try:
+        os.symlink(rel, tmp)
+        os.replace(tmp, last)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        log.debug("%s kept as a file (no symlink: %s)", last, exc)
+        return False
+    log.debug("%s -> %s: the last epoch is the best, one file instead of two", last, rel)
+    return True
+
+
+def same_training_state(a: str | Path, b: str | Path) -> bool:
+    """True if two Lightning checkpoints resume to the same point: equal ``epoch`` and
+    ``global_step`` (compared first, tensors memory-mapped and not read), then equal everything
+    else, tensors by value (loaded with ``weights_only=True``), except the ``ModelCheckpoint``
+    callbacks' own bookkeeping of which files they wrote (in epoch 0 the best checkpoint is saved
+    before ``last.ckpt`` exists, so it records no last path yet). ``epoch``/``global_step``
+    alone would not do: with validation less often than every epoch the best checkpoint is saved
+    at validation end and differs from ``last.ckpt`` of the same step in its loop state and
+    training row."""
+
+    def load(path: str | Path) -> dict[str, Any]:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+    try:
+        ca, cb = load(a), load(b)
+    except Exception:  # noqa: BLE001 - an unreadable file is simply not the same
+        return False
+    if not (isinstance(ca, dict) and isinstance(cb, dict)):
+        return False
+    if (ca.get("epoch"), ca.get("global_step")) != (cb.get("epoch"), cb.get("global_step")):
+        return False
+
+    def own_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+        out = dict(ckpt)
+        out["callbacks"] = {
+            k: v
+            for k, v in (ckpt.get("callbacks") or {}).items()
+            if not str(k).startswith("ModelCheckpoint")
+        }
+        return out
+
+    return _equal(own_state(ca), own_state(cb))
+
+
+def _equal(x: Any, y: Any) -> bool:
+    if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+        return (
+            isinstance(x, torch.Tensor)
+            and isinstance(y, torch.Tensor)
+            and x.dtype == y.dtype
+            and x.shape == y.shape
+            and bool(torch.equal(x, y))
+        )
+    if isinstance(x, dict) and isinstance(y, dict):
+        return x.keys() == y.keys() and all(_equal(x[k], y[k]) for k in x)
+    if isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)):
+        return type(x) is type(y) and len(x) == len(y) and all(map(_equal, x, y))
+    try:
+        return bool(x == y) or (x != x and y != y)  # NaN == NaN here
+    except Exception:  # noqa: BLE001 - incomparable values differ
+        return False
+
+
+def unlink_last(last: str | Path) -> None:
+    """Before a run trains in a run directory: a ``last.ckpt`` symlink (:func:`link_last_to_best`)
+    becomes a real copy of its target again (atomically), so that Lightning's end-of-epoch save
+    can never write through the link into the best checkpoint (fsspec falls back to copying onto
+    the link target when its temporary file is on another file system), and the best checkpoint
+    can be deleted when a better one comes. A dangling link is removed."""
+    last = Path(last)
+    if not last.is_symlink():
+        return
+    target = last.resolve()
+    if not target.is_file():
+        last.unlink(missing_ok=True)
+        return
+    with atomic_write(last) as tmp:
+        shutil.copyfile(target, tmp)
+    log.debug("%s: link to %s replaced by a copy before training", last, target.name)
 
 
 # ---------------------------------------------------------------------------- CSV logger

@@ -24,9 +24,62 @@ def test_lightning_messages_print_once_and_without_the_advert(monkeypatch):
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         assert logging.getLogger(name).handlers == []
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    rank_zero.info("GPU available: False, used: False")
+    rank_zero.info("GPU available: False, used: False")  # said on every CPU run: dropped
+    rank_zero.info("TPU available: False, using: 0 TPU cores")
+    rank_zero.info("GPU available: True (cuda), used: True")
     rank_zero.info("💡 Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
-    assert [r.getMessage() for r in records] == ["GPU available: False, used: False"]
+    assert [r.getMessage() for r in records] == ["GPU available: True (cuda), used: True"]
+
+
+def test_only_warnings_nobody_can_act_on_are_hidden(monkeypatch):
+    """Lightning's own LeafSpec deprecation and the logging-interval advice (dos_bench logs epoch
+    means only) are hidden; other warnings of the same categories still show."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        builders.quiet_library_noise()
+        warnings.warn(
+            "`isinstance(treespec, LeafSpec)` is deprecated, use `isinstance(treespec, TreeSpec) "
+            "and treespec.is_leaf()` instead.",
+            FutureWarning,
+            stacklevel=1,
+        )
+        warnings.warn(
+            "The number of training batches (4) is smaller than the logging interval "
+            "Trainer(log_every_n_steps=10). Set a lower value for log_every_n_steps if you want "
+            "to see logs for the training epoch.",
+            UserWarning,
+            stacklevel=1,
+        )
+        warnings.warn("something else is deprecated", FutureWarning, stacklevel=1)
+        warnings.warn(
+            "The 'train_dataloader' does not have many workers", UserWarning, stacklevel=1
+        )
+    assert [str(w.message) for w in seen] == [
+        "something else is deprecated",
+        "The 'train_dataloader' does not have many workers",
+    ]
+
+
+def test_wandb_logger_is_built_without_the_anonymous_setting(tmp_path):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(
+        {
+            "paths": {"output_dir": str(tmp_path)},
+            "logger": {
+                "wandb": {
+                    "_target_": "lightning.pytorch.loggers.WandbLogger",
+                    "project": "p",
+                    "save_dir": str(tmp_path),
+                    "offline": True,
+                }
+            },
+        }
+    )
+    (lg,) = builders.build_loggers(cfg)
+    assert "anonymous" not in lg._wandb_init and lg._wandb_init["project"] == "p"
 
 
 class _Records:

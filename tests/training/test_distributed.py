@@ -197,7 +197,8 @@ def test_multirun_with_ddp_writes_exactly_its_job_dirs(data_dir, tmp_path):
     args = ["-m", "model=mlp", "seed=0,1", "trainer=ddp_cpu", "trainer.max_epochs=1"]
     out = train_cli([*args, *SMALL, f"hydra.sweep.dir={sweep}"], data_dir, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    entries = sorted(p.name for p in sweep.iterdir())
+    # (hidden files such as .split_stats-<hash>.txt are the sweep's own, not job dirs)
+    entries = sorted(p.name for p in sweep.iterdir() if not p.name.startswith("."))
     assert entries[-1] == "multirun.yaml" and len(entries) == 3, entries
     for num, job in enumerate(entries[:2]):
         assert job.startswith(f"{num}_")

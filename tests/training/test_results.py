@@ -5,6 +5,7 @@ summary, and the sections a target representation adds (an autoencoder's reconst
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import lightning as L
@@ -38,10 +39,10 @@ def test_summary_says_whether_the_model_beats_the_baseline(capsys, tmp_path, mae
     assert line in out and f"run directory: {tmp_path}" in out
 
 
-def _fit(make_cfg, tt=None, *overrides: str) -> FitResult:
-    """An untrained model on the tiny toy phDOS set, as a finished fit looks to the writer."""
+def _fit(make_cfg, tt=None, *overrides: str, dataset: str = "toy_phdos") -> FitResult:
+    """An untrained model on a tiny toy set, as a finished fit looks to the writer."""
     cfg = make_cfg(
-        "dataset=toy_phdos",
+        f"dataset={dataset}",
         "model=mlp",
         "model.encoder.hidden=8",
         "model.head.hidden=8",
@@ -83,6 +84,14 @@ def test_test_and_write_writes_the_run_files(make_cfg, capsys):
         ids = fit.dm.records.ids[fit.dm.split.test].astype(str)
         assert sorted(z["ids"].tolist()) == sorted(ids.tolist())
         assert "meta_n_atoms" in z and float(z["spacing"]) == pytest.approx(fit.dm.spacing)
+        assert str(z["dos_unit"]) == "modes/cm^-1/cell" and str(z["energy_unit"]) == "cm^-1"
+        assert str(z["energy_reference"]) == "absolute"
+    assert m["units"] == {
+        "energy": "cm^-1",
+        "dos": "modes/cm^-1/cell",
+        "energy_reference": "absolute",
+        "metric_space": "native",
+    }
     assert (run / "examples_by_quartile.png").is_file()
     out = capsys.readouterr().out
     assert "mean-spectrum baseline" in out and f"run directory: {run}" in out
@@ -105,3 +114,38 @@ def test_run_inputs_are_the_resolved_config_and_the_splits(make_cfg, tmp_path):
     splits = json.loads((tmp_path / "splits.json").read_text())
     assert splits["seed"] == 7 and len(splits["test"]) == len(fit.dm.split.test)
     assert not set(splits["train"]) & set(splits["test"])
+
+
+def test_normalised_metric_space_units_and_the_steps_after_the_test(make_cfg, monkeypatch, caplog):
+    """eDOS on an E_F grid in max-normalised metric space: predictions.npz and metrics.json say
+    so; every step after the test logs its duration once it takes SLOW_STEP_S or longer."""
+    from dos_bench.training import results
+
+    overrides = (
+        "target_repr=max_norm",
+        "metric_space=normalised",
+        "evaluation.fermi_probe_args.epochs=2",
+    )
+    fit = _fit(make_cfg, None, *overrides, dataset="toy_edos")
+    monkeypatch.setattr(results, "SLOW_STEP_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="dos_bench.training.results"):
+        m = run_test_and_write(fit)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    for start in (
+        "test metrics, mean-spectrum baseline and per-group metrics of",
+        "Fermi-energy probe fitted on 77 spectra in ",
+        "derived quantities (band gaps, DOS at E_F, VB gaps) of 9 test spectra in ",
+        "metrics.json and predictions.npz (9 spectra) written in ",
+        "figure examples_by_quartile.png drawn in ",
+    ):
+        assert any(ln.startswith(start) and ln.endswith(" s") for ln in lines), (start, lines)
+    assert m["units"]["dos"] == "max-normalised" and m["units"]["energy_reference"] == "fermi"
+    assert m["units"]["metric_space"] == "normalised"
+    with np.load(fit.run_dir / "predictions.npz") as z:
+        assert str(z["dos_unit"]) == "max-normalised" and str(z["energy_reference"]) == "fermi"
+    # fast steps stay at DEBUG
+    caplog.clear()
+    monkeypatch.setattr(results, "SLOW_STEP_S", 1e9)
+    with caplog.at_level(logging.INFO, logger="dos_bench.training.results"):
+        run_test_and_write(_fit(make_cfg, None, *overrides, "plots=false", dataset="toy_edos"))
+    assert not [r for r in caplog.records if " in " in r.getMessage() and r.levelno >= logging.INFO]

@@ -23,8 +23,10 @@ from dos_bench.training.resume import (
     RunDirLocked,
     RunLock,
     checkpoint_position,
+    link_last_to_best,
     load_checkpoint_safely,
     resume_path,
+    unlink_last,
     wandb_run_id,
 )
 
@@ -165,6 +167,45 @@ def test_resume_path_last_and_explicit(tmp_path, caplog):
     last = _checkpoint(run / "checkpoints" / "last.ckpt")
     assert resume_path("last", run) == str(last)
     assert resume_path(str(last), tmp_path / "elsewhere") == str(last)
+
+
+def test_last_checkpoint_links_to_an_identical_best_and_becomes_a_file_again(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    best = _checkpoint(ckpts / "epoch003.ckpt", 3)
+    last = ckpts / "last.ckpt"
+    last.write_bytes(best.read_bytes())
+    assert link_last_to_best(last, best)
+    assert last.is_symlink() and os.readlink(last) == "epoch003.ckpt"  # relative: dir can move
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch003.ckpt", "last.ckpt"]
+    assert resume_path("last", tmp_path) == str(last)  # ckpt_path=last reads through it
+    assert checkpoint_position(last)["epoch"] == 3
+    assert not link_last_to_best(last, best)  # already a link
+    # before training again: a real file with the same bytes, the best checkpoint untouched
+    unlink_last(last)
+    assert not last.is_symlink() and last.read_bytes() == best.read_bytes()
+    last.write_bytes(b"written by the next epoch")
+    assert checkpoint_position(best)["epoch"] == 3
+    # a later last epoch, or the same step saved at validation end (other loop state): two files
+    _checkpoint(last, 4)
+    assert not link_last_to_best(last, best) and not last.is_symlink()
+    ckpt = torch.load(best, weights_only=True)
+    torch.save({**ckpt, "loops": {"fit_loop": {"epoch_progress": 1}}}, last)
+    assert not link_last_to_best(last, best) and not last.is_symlink()
+    # epoch 0: the files differ only in the ModelCheckpoint callbacks' bookkeeping
+    mc = "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_epochs': 1}"
+    torch.save({**ckpt, "callbacks": {**ckpt["callbacks"], mc: {"best_model_path": ""}}}, best)
+    last_cbs = {**ckpt["callbacks"], mc: {"best_model_path": str(last)}}
+    torch.save({**ckpt, "callbacks": last_cbs}, last)
+    assert link_last_to_best(last, best) and last.is_symlink()
+    unlink_last(last)
+    _checkpoint(last, 4)
+    unlink_last(last)  # a file: nothing to do
+    assert checkpoint_position(last)["epoch"] == 4
+    # a dangling link is removed
+    last.unlink()
+    last.symlink_to("gone.ckpt")
+    unlink_last(last)
+    assert not last.exists() and not last.is_symlink()
 
 
 def test_resume_path_refuses_missing_and_foreign_files(tmp_path):
