@@ -123,13 +123,15 @@ class DOSLitModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         """The loss of one batch; a non-finite loss stops the run with a
-        :class:`FloatingPointError` naming the epoch and batch."""
+        :class:`FloatingPointError` naming the epoch and the first such batch.
+
+        The test runs on the loss's device without a host synchronisation per step: the first
+        non-finite loss is recorded in device tensors and :meth:`check_finite_loss` reads them
+        every ``trainer.log_every_n_steps`` batches, before validation and every checkpoint, and
+        at the end of every epoch and of training (one synchronisation each).
+        """
         loss, _, _ = self._shared_step(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}:"
-                " lower the learning rate or check the data"
-            )
+        self._record_non_finite(loss, batch_idx)
         self.log(
             "train/loss",
             loss,
@@ -149,6 +151,63 @@ class DOSLitModule(L.LightningModule):
                 sync_dist=True,
             )
         return loss
+
+    # ---------------------------------------------------------------- non-finite losses
+    def _record_non_finite(self, loss: Tensor, batch_idx: int) -> None:
+        """Keep the first non-finite loss since the last check (its value and batch) on device."""
+        bad = ~torch.isfinite(loss.detach())
+        state = getattr(self, "_non_finite", None)
+        if state is None:
+            value = loss.detach().clone()
+            index = torch.full((), batch_idx, dtype=torch.long, device=loss.device)
+            self._non_finite = (bad, value, index, self.current_epoch)
+            return
+        flag, value, index, epoch = state
+        first = bad & ~flag
+        self._non_finite = (
+            flag | bad,
+            torch.where(first, loss.detach(), value),
+            torch.where(first, batch_idx, index),
+            epoch,
+        )
+
+    def check_finite_loss(self) -> None:
+        """Raise :class:`FloatingPointError` if a training loss since the last check was not
+        finite, naming the epoch and the first such batch (one host synchronisation; under DDP
+        every process raises when one of them saw it, so that none waits for the others)."""
+        state = getattr(self, "_non_finite", None)
+        self._non_finite = None
+        if state is None:
+            return
+        flag, value, index, epoch = state
+        bad = bool(flag)
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1:
+            if trainer.strategy.reduce_boolean_decision(bad, all=False) and not bad:
+                raise FloatingPointError(
+                    f"training loss is not finite on another process at epoch {epoch}:"
+                    " lower the learning rate or check the data"
+                )
+        if bad:
+            raise FloatingPointError(
+                f"training loss is {float(value)} at epoch {epoch}, batch {int(index)}:"
+                " lower the learning rate or check the data"
+            )
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        trainer = self._trainer
+        every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1)) if trainer else 1
+        if (batch_idx + 1) % every == 0:
+            self.check_finite_loss()
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite_loss()
+
+    def on_validation_start(self) -> None:
+        self.check_finite_loss()
+
+    def on_train_end(self) -> None:
+        self.check_finite_loss()
 
     def _eval_step(self, batch, stage: str) -> None:
         loss, pred, scale = self._shared_step(batch)
@@ -238,6 +297,7 @@ class DOSLitModule(L.LightningModule):
 
     # ---------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite_loss()  # never save weights a non-finite loss has updated
         checkpoint["dos_bench_config"] = self.run_config
         checkpoint["dos_bench_meta"] = self.run_meta
 

@@ -86,11 +86,77 @@ class _NaNLoss(torch.nn.Module):
 def test_non_finite_loss_stops_with_the_documented_message():
     lit = _module(loss=_NaNLoss())
     batch = Batch.from_data_list(_graphs())
+    # the step itself does not synchronise: the first non-finite loss is kept on the device
+    # and reported by the next check (every log_every_n_steps batches, epoch end, checkpoints)
+    lit.training_step(batch, 3)
+    lit.training_step(batch, 4)
     with pytest.raises(FloatingPointError, match="training loss is nan at epoch 0, batch 3:"):
-        lit.training_step(batch, 3)
-    # through a real fit too: the trainer stops on the first batch
-    with pytest.raises(FloatingPointError, match="lower the learning rate or check the data"):
-        _trainer().fit(lit, DataLoader(_graphs(), batch_size=3))
+        lit.check_finite_loss()
+    lit.check_finite_loss()  # reported once; the state starts afresh
+    # through a real fit too: the trainer stops at the first check, naming the first batch
+    with pytest.raises(
+        FloatingPointError, match="at epoch 0, batch 0: lower the learning rate or check the data"
+    ):
+        _trainer(log_every_n_steps=50).fit(lit, DataLoader(_graphs(), batch_size=3))
+
+
+class _NaNAfter(torch.nn.Module):
+    """MSE, but ``inf`` from the ``n``-th call on."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.calls = n, 0
+
+    def forward(self, pred, target, out):
+        self.calls += 1
+        loss = (pred - target).pow(2).mean()
+        return loss * float("inf") if self.calls > self.n else loss
+
+
+def test_non_finite_loss_is_checked_at_the_logging_interval_and_before_checkpoints(tmp_path):
+    lit = _module(loss=_NaNAfter(2))
+    loader = DataLoader(_graphs(), batch_size=1)  # 6 batches an epoch
+    with pytest.raises(FloatingPointError, match="training loss is inf at epoch 0, batch 2:"):
+        _trainer(log_every_n_steps=4).fit(lit, loader)
+    assert lit.loss_fn.calls == 4  # stopped at the first check, after batch 3
+    # a checkpoint saved between two checks (as ModelCheckpoint(every_n_train_steps) does) is
+    # refused: the weights were updated by a non-finite loss
+    saved = []
+
+    class SaveEveryBatch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            path = tmp_path / f"step{batch_idx}.ckpt"
+            trainer.save_checkpoint(path)
+            saved.append(path.name)
+
+    lit = _module(loss=_NaNAfter(1))
+    with pytest.raises(FloatingPointError, match="training loss is inf at epoch 0, batch 1:"):
+        _trainer(log_every_n_steps=50, callbacks=[SaveEveryBatch()]).fit(lit, loader)
+    assert saved == ["step0.ckpt"] and sorted(p.name for p in tmp_path.iterdir()) == saved
+
+
+def test_training_step_does_not_synchronise():
+    """No ``.item()``/``bool(tensor)`` from the start to the end of a training batch in a real
+    fit (step, logging, backward, optimizer step): each would wait for the device on a GPU.
+    Every model config: tests/models/test_no_host_sync.py."""
+    from torch.profiler import profile
+
+    syncs: dict[int, list[str]] = {}
+
+    class Count(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.prof = profile()
+            self.prof.__enter__()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.prof.__exit__(None, None, None)
+            events = self.prof.events()
+            syncs[batch_idx] = [e.name for e in events if e.name == "aten::_local_scalar_dense"]
+
+    _trainer(log_every_n_steps=50, callbacks=[Count()]).fit(
+        _module(), DataLoader(_graphs(), batch_size=2)
+    )
+    assert syncs == {0: [], 1: [], 2: []}
 
 
 def test_test_loop_scores_native_spectra_with_the_evaluation_settings():

@@ -62,7 +62,7 @@ import torch
 from e3nn import o3
 from e3nn.math import soft_one_hot_linspace
 from e3nn.nn import Gate
-from e3nn.nn.models.gate_points_2101 import Convolution, smooth_cutoff, tp_path_exists
+from e3nn.nn.models.gate_points_2101 import Convolution, tp_path_exists
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.nn import global_add_pool, global_mean_pool
@@ -74,6 +74,16 @@ from dos_bench.models.model import EncoderOutput
 __all__ = ["E3NNEncoder", "GatedConvolution"]
 
 _ZERO_LENGTH = 1e-9  # Å; shorter edges are treated as self edges
+
+
+def smooth_cutoff(x: Tensor) -> Tensor:
+    r"""e3nn's ``smooth_cutoff`` (``gate_points_2101``) without boolean-mask assignment, which
+    reads the mask's size back to the host (a synchronisation per call on a GPU): with
+    :math:`u = 2(x - 1)`, :math:`(1 - \cos \pi u)/2` for :math:`-1 \le u \le 0`, 1 below and 0
+    above. Same values and gradients."""
+    u = 2 * (x - 1)
+    y = (math.pi * u).cos().neg().add(1).div(2)
+    return torch.where(u > 0, 0.0, torch.where(u < -1, 1.0, y))
 
 
 class GatedConvolution(nn.Module):
@@ -222,7 +232,9 @@ class E3NNEncoder(nn.Module):
 
     def _forward(self, batch) -> EncoderOutput:
         h = F.relu(self.embed_x(batch.x))
-        onehot = F.one_hot(batch.z.long() - 1, self.n_types).to(h.dtype)
+        # one-hot of Z - 1 by comparison: F.one_hot reads the classes' range back to the host
+        types = torch.arange(1, self.n_types + 1, device=batch.z.device)
+        onehot = (batch.z.long().unsqueeze(-1) == types).to(h.dtype)
         embed_z = self.embed_x if self.embed_z is None else self.embed_z
         attr_nodes = F.relu(embed_z(onehot))
         edge_attr, edge_emb = self.edge_features(batch)

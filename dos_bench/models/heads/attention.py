@@ -30,17 +30,54 @@ from torch_geometric.utils import to_dense_batch
 from dos_bench.io import ConfigError
 from dos_bench.models.layers import activation
 
-__all__ = ["attend", "dense_atoms", "MultiHeadAttention", "FeedForward", "TransformerLayer"]
+__all__ = [
+    "attend",
+    "dense_atoms",
+    "host_max_atoms",
+    "MultiHeadAttention",
+    "FeedForward",
+    "TransformerLayer",
+]
 
 
-def dense_atoms(node: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
-    """Node embeddings as a padded batch.
+def host_max_atoms(batch) -> int | None:
+    """The largest number of atoms of a crystal in a PyG ``batch``, read from the host.
+
+    ``Batch.from_data_list`` (every PyG ``DataLoader``) keeps its collation offsets in
+    ``batch._slice_dict`` as CPU tensors, also after the batch has moved to a GPU: the count is
+    read there without waiting for the device. ``None`` when the batch has no such offsets.
+    """
+    slices = getattr(batch, "_slice_dict", None)
+    ptr = slices.get("x") if isinstance(slices, dict) else None
+    if not isinstance(ptr, Tensor) or ptr.device.type != "cpu" or ptr.dim() != 1:
+        return None
+    offsets = ptr.tolist()  # host memory: no tensor op, no device
+    return max((b - a for a, b in zip(offsets[:-1], offsets[1:], strict=True)), default=0)
+
+
+def dense_atoms(
+    node: Tensor, batch: Tensor, num_graphs: int, max_atoms: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Node embeddings as a padded batch (``torch_geometric.utils.to_dense_batch``'s layout).
+
+    With ``max_atoms`` (the largest crystal, known on the host: :func:`host_max_atoms`) nothing
+    is read back from the device; without it ``to_dense_batch`` finds the largest crystal on the
+    device (one synchronisation on a GPU). ``batch`` must be sorted, as PyG batches are.
 
     Shapes:
         node ``(n, d)``, batch ``(n,)`` → atoms ``(B, n_max, d)`` (zeros at padding),
         mask ``(B, n_max)`` bool, ``True`` at real atoms.
     """
-    return to_dense_batch(node, batch, batch_size=num_graphs)
+    if max_atoms is None:
+        return to_dense_batch(node, batch, batch_size=num_graphs)
+    counts = torch.zeros(num_graphs, dtype=torch.long, device=node.device)
+    counts.index_add_(0, batch, torch.ones_like(batch))
+    start = torch.cumsum(counts, 0) - counts
+    slot = batch * max_atoms + torch.arange(batch.numel(), device=node.device) - start[batch]
+    rows = num_graphs * max_atoms
+    atoms = node.new_zeros(rows, *node.shape[1:]).index_copy(0, slot, node)
+    mask = torch.zeros(rows, dtype=torch.bool, device=node.device).index_fill_(0, slot, True)
+    return atoms.view(num_graphs, max_atoms, *node.shape[1:]), mask.view(num_graphs, max_atoms)
 
 
 def attend(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dos_bench.models.heads.attention import TransformerLayer, dense_atoms
+from dos_bench.models.heads.attention import TransformerLayer, dense_atoms, host_max_atoms
 from dos_bench.models.heads.energy_embedding import EnergyReadout
 from dos_bench.models.model import EncoderOutput
 
@@ -103,7 +103,9 @@ class CrossAttentionHead(nn.Module):
 
     def forward(self, enc: EncoderOutput, batch=None, target: Tensor | None = None) -> Tensor:
         b = enc.graph.shape[0]
-        atoms, mask = dense_atoms(self.node_proj(enc.node), enc.batch, b)  # (B, n_max, d)
+        atoms, mask = dense_atoms(  # (B, n_max, d)
+            self.node_proj(enc.node), enc.batch, b, max_atoms=host_max_atoms(batch)
+        )
         x = self.energy.weight.unsqueeze(0).expand(b, -1, -1)  # (B, M, d)
         for layer in self.layers:
             x = layer(x, atoms, mask)

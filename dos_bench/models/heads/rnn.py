@@ -42,7 +42,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dos_bench.models.heads.attention import attend, dense_atoms
+from dos_bench.models.heads.attention import attend, dense_atoms, host_max_atoms
 from dos_bench.models.model import EncoderOutput
 
 __all__ = ["RNNHead"]
@@ -98,7 +98,9 @@ class RNNHead(nn.Module):
         state = z.unsqueeze(0).repeat(self.n_layers, 1, 1).contiguous()  # (layers, B, h)
         atoms = mask = None
         if self.attention:
-            atoms, mask = dense_atoms(self.node_proj(enc.node), enc.batch, b)  # (B, n_max, h)
+            atoms, mask = dense_atoms(  # (B, n_max, h)
+                self.node_proj(enc.node), enc.batch, b, max_atoms=host_max_atoms(batch)
+            )
         y = z.new_zeros(b, self.chunk)
         outs: list[Tensor] = []
         for _ in range(self.n_steps):

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dos_bench.models.heads.attention import TransformerLayer, dense_atoms
+from dos_bench.models.heads.attention import TransformerLayer, dense_atoms, host_max_atoms
 from dos_bench.models.model import EncoderOutput
 
 __all__ = ["SeqTransformerHead"]
@@ -113,7 +113,9 @@ class SeqTransformerHead(nn.Module):
 
     def forward(self, enc: EncoderOutput, batch=None, target: Tensor | None = None) -> Tensor:
         b = enc.graph.shape[0]
-        atoms, mask = dense_atoms(self.node_proj(enc.node), enc.batch, b)
+        atoms, mask = dense_atoms(
+            self.node_proj(enc.node), enc.batch, b, max_atoms=host_max_atoms(batch)
+        )
         x = self.decoder_input(enc.graph)
         for layer in self.layers:
             x = layer(x, atoms, mask, causal=self.causal)
