@@ -106,6 +106,13 @@ def to_data(
     }
     if y is not None:
         fields["y"] = torch.from_numpy(np.asarray(y, dtype=np.float32).reshape(1, -1))
+    if gs.has_line_graph:
+        from dos_bench.data.crystal_graph import CrystalGraph
+
+        lg = gs.line_graph(i)
+        fields["lg_edge_index"] = torch.from_numpy(np.stack([lg.src, lg.dst]).astype(np.int32))
+        fields["lg_cos"] = torch.from_numpy(lg.cos.astype(np.float32))
+        return CrystalGraph(**fields)
     return Data(**fields)
 
 
@@ -136,6 +143,10 @@ def to_data_list(
           neighbour in lattice vectors
         - ``comp``: ``(1, 103)`` float32 element fractions; ``idx``: record index (int)
         - ``y``: ``(1, L)`` float32 if ``y`` is given
+        - with a ``line_graph`` recipe (a :class:`~dos_bench.data.crystal_graph.CrystalGraph`):
+          ``lg_edge_index`` ``(2, T)`` int32 line-graph edges ``e1 -> e2`` between bonds
+          (offset by the edge counts when batched), ``lg_cos`` ``(T,)`` float32 bond-angle
+          cosines (:mod:`dos_bench.data.line_graphs`)
     """
     import torch
     from torch_geometric.data import Data
@@ -160,6 +171,14 @@ def to_data_list(
     dist = torch.from_numpy(gs.dist.astype(np.float32, copy=False))
     shift = torch.from_numpy(gs.shift.astype(np.float32))
     yt = None if yy is None else torch.from_numpy(yy)
+    cls: type[Data] = Data
+    if gs.has_line_graph:
+        from dos_bench.data.crystal_graph import CrystalGraph
+
+        cls = CrystalGraph
+        lgptr = gs.lg_ptr.tolist()
+        lg_index = torch.from_numpy(np.stack([gs.lg_src, gs.lg_dst]).astype(np.int32))
+        lg_cos = torch.from_numpy(gs.lg_cos.astype(np.float32, copy=False))
     out = []
     for i in range(n):
         a, b = ptr[i], ptr[i + 1]
@@ -177,7 +196,10 @@ def to_data_list(
         }
         if yt is not None:
             fields["y"] = yt[i : i + 1]
-        out.append(Data(**fields))
+        if cls is not Data:
+            fields["lg_edge_index"] = lg_index[:, lgptr[i] : lgptr[i + 1]]
+            fields["lg_cos"] = lg_cos[lgptr[i] : lgptr[i + 1]]
+        out.append(cls(**fields))
     return out
 
 

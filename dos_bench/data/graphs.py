@@ -53,6 +53,7 @@ import numpy as np
 
 from dos_bench.data.graph_data import _cartesian, edge_vectors, to_data, to_data_list
 from dos_bench.data.graph_store import GRAPH_VERSION, Edges, GraphSet
+from dos_bench.data.line_graphs import LINE_GRAPH_VERSION, build_line_graphs
 from dos_bench.io import ConfigError, DataError, memory_cache, save_cache, stable_hash
 
 if TYPE_CHECKING:
@@ -102,12 +103,19 @@ class GraphRecipe:
         keep_ties: ALIGNN rule: keep every neighbour not farther than the ``max_neighbors``-th
             one (ties included), so an atom may have more than ``max_neighbors`` edges.
         self_loops: add an edge from every atom to itself (zero shift, zero distance).
+        line_graph: also build the ALIGNN line graph and its bond-angle cosines, once per
+            crystal, into the graph cache (:mod:`dos_bench.data.line_graphs`), so that the model
+            does not build them at every step.
+        line_graph_backtracking: keep the line-graph pairs of a bond with its own reverse
+            (ALIGNN/DGL default); must equal the ALIGNN encoder's ``backtracking``.
     """
 
     cutoff: float = 8.0
     max_neighbors: int | None = 12
     keep_ties: bool = False
     self_loops: bool = False
+    line_graph: bool = False
+    line_graph_backtracking: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.cutoff, (int, float)) and self.cutoff > 0):
@@ -121,10 +129,17 @@ class GraphRecipe:
                 f"graph max_neighbors must be a positive integer or None, "
                 f"got {self.max_neighbors!r}"
             )
+        for name in ("line_graph", "line_graph_backtracking"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(
+                    f"graph {name} must be true or false, got {getattr(self, name)!r}"
+                )
 
     def key(self) -> dict[str, Any]:
-        """Everything that shapes the graph, for cache keys (includes :data:`GRAPH_VERSION`)."""
-        return {
+        """Everything that shapes the graph, for cache keys (includes :data:`GRAPH_VERSION`;
+        the line-graph settings and :data:`LINE_GRAPH_VERSION` only for recipes with
+        ``line_graph``, so the keys of the other recipes are those of before)."""
+        key = {
             **asdict(self),
             "cutoff": float(self.cutoff),
             "max_neighbors": None if self.max_neighbors is None else int(self.max_neighbors),
@@ -132,6 +147,13 @@ class GraphRecipe:
             "tie_tol": TIE_TOL,
             "version": GRAPH_VERSION,
         }
+        del key["line_graph"], key["line_graph_backtracking"]
+        if self.line_graph:
+            key["line_graph"] = {
+                "backtracking": bool(self.line_graph_backtracking),
+                "version": LINE_GRAPH_VERSION,
+            }
+        return key
 
 
 # ---------------------------------------------------------------------------------------- build
@@ -311,7 +333,7 @@ def build_graphs(rs: RecordSet, recipe: GraphRecipe, progress: bool = True) -> G
     max_atoms = int(np.diff(ptr).max()) if n else 0
     idx_dtype = _int_dtype(max_atoms, (np.int16, np.int32))
     shift_dtype = _int_dtype(int(np.abs(shift).max()) if shift.size else 0, (np.int8, np.int16))
-    return GraphSet(
+    gs = GraphSet(
         atom_ptr=ptr.copy(),
         edge_ptr=np.concatenate([[0], np.cumsum(num_edges)]).astype(np.int64),
         src=src.astype(idx_dtype),
@@ -320,6 +342,11 @@ def build_graphs(rs: RecordSet, recipe: GraphRecipe, progress: bool = True) -> G
         shift=shift.astype(shift_dtype),
         recipe=recipe.key(),
     )
+    if recipe.line_graph:
+        gs.lg_ptr, gs.lg_src, gs.lg_dst, gs.lg_cos = build_line_graphs(
+            gs, cart, lattices, backtracking=recipe.line_graph_backtracking
+        )
+    return gs
 
 
 def graph_cache_path(cache_dir: str | Path, dataset_key: dict, recipe: GraphRecipe) -> Path:

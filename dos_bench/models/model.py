@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-__all__ = ["EncoderOutput", "DOSModel", "build_model"]
+__all__ = ["EncoderOutput", "DOSModel", "build_model", "compile_model"]
 
 
 @dataclass
@@ -68,6 +68,9 @@ class DOSModel(nn.Module):
         self.out_dim = out_dim
         self.name = name
         self.graph_recipe = dict(graph or {})
+        check = getattr(encoder, "check_graph_recipe", None)
+        if callable(check):  # e.g. ALIGNN: the line graph built with the graphs must match
+            check(self.graph_recipe)
         self.atom_features = atom_features
 
     @property
@@ -92,6 +95,18 @@ class DOSModel(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def compile_model(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """``torch.compile(dynamic=True)`` applied to ``model`` in place (``nn.Module.compile``), so
+    its parameters and checkpoint keys stay those of the eager model; the config option
+    ``compile``. Dynamic shapes: batches differ in atoms and edges, and a shape-specialised graph
+    would recompile for each. ``make bench`` (section ``compile``) lists which models compile
+    on CPU, what it gains and why the others fail.
+    """
+    if enabled:
+        model.compile(dynamic=True)
+    return model
 
 
 def build_model(node: Any, in_dim: int, out_dim: int) -> DOSModel:

@@ -84,6 +84,8 @@ def build_model(name: str, small: bool = False, out_dim: int = OUT, cutoff: floa
         max_neighbors=None,
         keep_ties=False,
         self_loops=bool(g.get("self_loops", False)),
+        line_graph=bool(g.get("line_graph", False)),  # ALIGNN: built with the graphs
+        line_graph_backtracking=bool(g.get("line_graph_backtracking", True)),
     )
     return model, recipe, cfg.model.atom_features
 

@@ -9,8 +9,16 @@ Kaundinya et al. (ALIGNN-DOS, §2 and §3).  Two graphs are updated alternately:
   features :math:`u_e`), edges = pairs of bonds meeting at an atom (features :math:`t`, from the
   bond-angle cosine).
 
-Line graph (built on the fly in ``forward``, vectorised; :func:`line_graph`)
-----------------------------------------------------------------------------
+Line graph (built with the crystal graphs, or on the fly in ``forward``)
+------------------------------------------------------------------------
+With ``line_graph: true`` in the model's graph recipe (``conf/model/d_alignn.yaml``), the line
+graph and its bond-angle cosines are built once per crystal with the crystal graphs and cached
+with them (:mod:`dos_bench.data.line_graphs`); batches then carry ``lg_edge_index`` and
+``lg_cos`` and ``forward`` reads them.  Batches without them (graphs built by another recipe)
+get the line graph built here at every step, vectorised (:func:`line_graph`, which reads its size
+back from the device) — same pairs in the same order, same cosines up to float32 rounding of
+the positions.
+
 Crystal-graph edges follow the package convention (``dos_bench.data.graphs``): edge
 :math:`e = (j \to i)` has source ``edge_index[0] = j`` (neighbour), target
 ``edge_index[1] = i`` (centre) and vector :math:`\mathbf r_e = \mathbf x_j + \mathbf n_e L -
@@ -75,13 +83,26 @@ Paper vs code, and what is chosen here
 * ``atom_embedding_dim``: ALIGNN maps atoms straight to ``hidden``; an int inserts an
   intermediate ``Linear+BN+SiLU`` of that width (as for bonds and angles).
 
+Implementation: the message passing of a convolution is one autograd function
+(:class:`_GatedAggregate`) whose backward recomputes :math:`\sigma(m)` and the gathered
+:math:`W_2 h_j` instead of keeping them, and which works in place on the tensors it creates:
+per line-graph convolution two ``(T, dim)`` tensors fewer held for backward and fewer
+temporaries than autograd's version.  Every BatchNorm + SiLU on edges or line-graph edges is
+:func:`batch_norm_silu`, which keeps only the BatchNorm input and recomputes the rest in
+backward (one ``(T, dim)`` tensor fewer each).  Same values, gradients and running statistics as
+the plain modules; at 16 toy crystals the tensors held for backward fall from 29.4 to 12.3
+``(T, dim)`` tensors (tests/models/test_alignn_line_graph.py keeps the plain version as the
+reference).
+
 Unused parameters: the edge update of the last line-graph conv (its :math:`t'` is never read)
 and of the last crystal-graph conv are not built (ALIGNN builds them; they receive no gradient
 there), so every parameter here receives a gradient — except with ``order="crystal_first"``
 and ``gcn_layers=0``, where the last line-graph conv feeds nothing (as in ALIGNN).
 
 Graph recipe (model YAML, not this module): ``cutoff 8, max_neighbors 16, keep_ties true``
-(ALIGNN-DOS §2: 16 nearest neighbours; ALIGNN keeps all neighbours tied with the 16th).
+(ALIGNN-DOS §2: 16 nearest neighbours; ALIGNN keeps all neighbours tied with the 16th),
+``line_graph true`` with ``line_graph_backtracking`` equal to the encoder's ``backtracking``
+(:meth:`ALIGNNEncoder.check_graph_recipe` refuses a mismatch).
 """
 
 from __future__ import annotations
@@ -175,11 +196,150 @@ def _mlp_layer(i: int, o: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(i, o), nn.BatchNorm1d(o), nn.SiLU())
 
 
+def _mlp(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """A stack of :func:`_mlp_layer`, each as Linear then :func:`batch_norm_silu`."""
+    for layer in layers:
+        x = batch_norm_silu(layer[0](x), layer[1])
+    return x
+
+
+class _BatchNormSiLU(torch.autograd.Function):
+    """``silu(batch_norm(x))`` that keeps only ``x`` (and the per-channel statistics) for
+    backward and recomputes the normalised values there: autograd would also keep them, one
+    more ``(rows, d)`` tensor. Forward and running-statistics updates are
+    ``torch.native_batch_norm``'s, the backward ``native_batch_norm_backward``'s."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, batch_stats, momentum, eps):  # noqa: ANN001, ANN205
+        y, mean, invstd = torch.native_batch_norm(
+            x, weight, bias, running_mean, running_var, batch_stats, momentum, eps
+        )
+        out = nn.functional.silu(y)
+        ctx.save_for_backward(x, weight, bias, running_mean, running_var, mean, invstd)
+        ctx.batch_stats, ctx.eps = batch_stats, eps
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        x, weight, bias, running_mean, running_var, mean, invstd = ctx.saved_tensors
+        if ctx.batch_stats:
+            scale, shift = invstd, mean
+        else:
+            scale, shift = torch.rsqrt(running_var + ctx.eps), running_mean
+        scale = scale.to(x.dtype)
+        if weight is not None:
+            y = (x - shift.to(x.dtype)).mul_(scale * weight.to(x.dtype)).add_(bias.to(x.dtype))
+        else:
+            y = (x - shift.to(x.dtype)).mul_(scale)
+        g_y = torch.ops.aten.silu_backward(g, y)
+        del y
+        g_x, g_w, g_b = torch.ops.aten.native_batch_norm_backward(
+            g_y,
+            x,
+            weight,
+            running_mean,
+            running_var,
+            mean,
+            invstd,
+            ctx.batch_stats,
+            ctx.eps,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]],
+        )
+        return g_x, g_w, g_b, None, None, None, None, None
+
+
+def batch_norm_silu(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
+    """``silu(bn(x))`` with the memory of ``bn``'s input only (:class:`_BatchNormSiLU`); the
+    same values, gradients and running-statistics updates as the two modules (the
+    bookkeeping of ``torch.nn.modules.batchnorm._BatchNorm.forward``)."""
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in bn.parameters())
+    )
+    if not needs_grad or x.dim() != 2:
+        return nn.functional.silu(bn(x))
+    momentum = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        if bn.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(bn.num_batches_tracked)
+    batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
+    track = not bn.training or bn.track_running_stats
+    return _BatchNormSiLU.apply(
+        x,
+        bn.weight,
+        bn.bias,
+        bn.running_mean if track else None,
+        bn.running_var if track else None,
+        batch_stats,
+        momentum,
+        bn.eps,
+    )
+
+
+class _GatedAggregate(torch.autograd.Function):
+    r"""The message passing of an edge-gated convolution, with a hand-written backward.
+
+    .. math::
+        m_e = S_{\text{src}(e)} + Q_{\text{dst}(e)} + C_e, \qquad
+        \text{out}_i = \frac{\sum_{e \to i} \sigma(m_e) \odot P_{\text{src}(e)}}
+                           {\sum_{e \to i} \sigma(m_e) + \epsilon}
+
+    with the node projections :math:`S = W_s h + b_s`, :math:`P = W_2 h + b_2`,
+    :math:`Q = W_d h + b_d` ``(N, d)`` and the edge projection :math:`C = W_e e + b_e`
+    ``(E, d)``. Returns ``(m, out)``. Keeps ``m`` (an output the edge update reads anyway),
+    ``P``, ``out`` and the denominator for backward, which recomputes :math:`\sigma(m)` and
+    the gathered :math:`P_{\text{src}(e)}`: autograd would keep both, two ``(E, d)`` tensors.
+    Every ``(E, d)`` tensor is contiguous (``index_add_`` of a strided source is several times
+    slower on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, s, p, q, c, src, dst, eps: float):  # noqa: ANN001, ANN205
+        dtype = torch.promote_types(torch.promote_types(s.dtype, p.dtype), c.dtype)
+        s, p, q, c = s.to(dtype), p.to(dtype), q.to(dtype), c.to(dtype)
+        m = s.index_select(0, src).add_(q.index_select(0, dst)).add_(c)
+        sig = torch.sigmoid(m)
+        msg = p.index_select(0, src).mul_(sig)
+        num = torch.zeros_like(q).index_add_(0, dst, msg)
+        del msg
+        den = torch.zeros_like(q).index_add_(0, dst, sig).add_(eps)
+        del sig
+        out = num.div_(den)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(m, p, out, den, src, dst)
+        return m, out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_m: Tensor | None, g_out: Tensor | None):  # noqa: ANN205
+        m, p, out, den, src, dst = ctx.saved_tensors
+        if g_out is None:
+            g_out = torch.zeros_like(out)
+        # node side: out = num / den  ->  d/dnum = g / den, d/dden = -(g / den) * out
+        g_num = g_out / den
+        g_den = (g_num * out).neg_()
+        g_msg = g_num.index_select(0, dst)
+        sig = torch.sigmoid(m)
+        g_p = torch.zeros_like(p).index_add_(0, src, g_msg * sig)
+        # d/dsigma = g_msg * P_src + g_den[dst], written over the recomputed gather of P
+        g_sig = p.index_select(0, src).mul_(g_msg).add_(g_den.index_select(0, dst))
+        del g_msg
+        g_mm = g_sig.mul_(sig.addcmul_(sig, sig, value=-1.0))  # sigma' = sigma (1 - sigma)
+        del sig
+        if g_m is not None:
+            g_mm.add_(g_m)
+        g_s = torch.zeros_like(p).index_add_(0, src, g_mm)
+        g_q = torch.zeros_like(p).index_add_(0, dst, g_mm)
+        return g_s, g_p, g_q, g_mm, None, None, None
+
+
 class EdgeGatedConv(nn.Module):
     r"""Edge-gated graph convolution with residuals (ALIGNN-DOS eqs. 1–3; ALIGNN code).
 
     See the module docstring for the equations.  Messages flow from ``edge_index[0]`` (source
-    :math:`j`) to ``edge_index[1]`` (target :math:`i`).
+    :math:`j`) to ``edge_index[1]`` (target :math:`i`).  The parameters are ALIGNN's five
+    linear maps; the message passing is :class:`_GatedAggregate`.
 
     Args:
         dim: width of node and edge features (input = output, residual connections).
@@ -188,7 +348,8 @@ class EdgeGatedConv(nn.Module):
             edge output is never used).
 
     Shapes:
-        h ``(N, dim)``, e ``(E, dim)``, edge_index ``(2, E)`` → ``(N, dim)``, ``(E, dim)``.
+        h ``(N, dim)``, e ``(E, dim)``, edge_index ``(2, E)`` (int64 or int32) →
+        ``(N, dim)``, ``(E, dim)``.
     """
 
     def __init__(self, dim: int, update_edges: bool = True) -> None:
@@ -203,22 +364,20 @@ class EdgeGatedConv(nn.Module):
         self.bn_edges = nn.BatchNorm1d(dim) if update_edges else None
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
-        src, dst = edge_index[0], edge_index[1]
-        # index_select: its backward (index_add_) is much faster on CPU than that of h[idx]
-        m = (
-            self.src_gate(h).index_select(0, src)
-            + self.dst_gate(h).index_select(0, dst)
-            + self.edge_gate(e)
+        m, agg = _GatedAggregate.apply(
+            self.src_gate(h),
+            self.nbr_update(h),
+            self.dst_gate(h),
+            self.edge_gate(e),
+            edge_index[0],
+            edge_index[1],
+            1e-6,
         )
-        sigma = torch.sigmoid(m)
-        msg = sigma * self.nbr_update(h).index_select(0, src)
-        num = h.new_zeros(h.shape).index_add_(0, dst, msg)
-        den = h.new_zeros(h.shape).index_add_(0, dst, sigma)
-        x = self.self_update(h) + num / (den + 1e-6)
-        h_out = h + nn.functional.silu(self.bn_nodes(x))
+        x = self.self_update(h) + agg
+        h_out = h + batch_norm_silu(x, self.bn_nodes)
         if self.bn_edges is None:
             return h_out, e
-        return h_out, e + nn.functional.silu(self.bn_edges(m))
+        return h_out, e + batch_norm_silu(m, self.bn_edges)
 
 
 class ALIGNNEncoder(nn.Module):
@@ -307,15 +466,35 @@ class ALIGNNEncoder(nn.Module):
         )
         self.node_dim = self.graph_dim = hidden
 
+    def check_graph_recipe(self, recipe: dict) -> None:
+        """Refuse a graph recipe whose precomputed line graph is not the one this encoder
+        expects (``line_graph_backtracking`` ≠ ``backtracking``); called by
+        :class:`~dos_bench.models.model.DOSModel`."""
+        if not recipe.get("line_graph") or not len(self.line_convs):
+            return
+        lg_back = bool(recipe.get("line_graph_backtracking", True))
+        if lg_back != self.backtracking:
+            raise ConfigError(
+                f"model.graph.line_graph_backtracking={lg_back} but "
+                f"model.encoder.backtracking={self.backtracking}: the line graph built with the "
+                "graphs must be the one the ALIGNN encoder expects; set both alike"
+            )
+
     def forward(self, batch) -> EncoderOutput:
         edge_index = batch.edge_index
         n = batch.x.shape[0]
         h = self.atom_embedding(batch.x)
-        u = self.edge_embedding(self.edge_rbf(batch.edge_dist.to(h.dtype)))
+        u = _mlp(self.edge_embedding, self.edge_rbf(batch.edge_dist.to(h.dtype)))
         if len(self.line_convs):
-            vec = edge_vectors(batch.pos, batch.cell, edge_index, batch.edge_shift, batch.batch)
-            lg = line_graph(edge_index, n, batch.edge_shift, self.backtracking)
-            t = self.angle_embedding(self.angle_rbf(bond_cosines(vec, lg).to(h.dtype)))
+            lg = getattr(batch, "lg_edge_index", None)
+            if lg is not None:  # built with the graphs (recipe line_graph: true)
+                lg = lg.long()  # stored as int32; index_add_ is faster with int64 indices
+                cos = batch.lg_cos
+            else:  # built here, at every step
+                vec = edge_vectors(batch.pos, batch.cell, edge_index, batch.edge_shift, batch.batch)
+                lg = line_graph(edge_index, n, batch.edge_shift, self.backtracking)
+                cos = bond_cosines(vec, lg)
+            t = _mlp(self.angle_embedding, self.angle_rbf(cos.to(h.dtype)))
             for line_conv, crystal_conv in zip(self.line_convs, self.crystal_convs, strict=True):
                 if self.order == "line_first":
                     u, t = line_conv(u, t, lg)
