@@ -214,6 +214,7 @@ RULES: dict[str, Rule | _Lazy | str] = {
     "split_seed": integer(ge=0),
     "data_seed": integer(ge=0),
     "num_threads": integer(ge=1, null=True),
+    "compile": boolean(),
     "cpu_allocator": one_of(*_MODES),
     "metric_space": one_of("native", "normalised"),
     "scheduler_interval": one_of("epoch", "step"),

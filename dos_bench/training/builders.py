@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from dos_bench.config import build
-from dos_bench.models.model import build_model
+from dos_bench.models.model import build_model, compile_model
 from dos_bench.training.module import DOSLitModule, Evaluation, Scheduling
 from dos_bench.training.sweep import split_stats_reporter
 
@@ -67,6 +67,7 @@ def build_module(cfg: DictConfig, dm: Any, tt: Any, resolved: dict[str, Any]) ->
     target_dim = tt.latent_dim(dm.n_points)
     model = build_model(cfg.model, in_dim=dm.atom_dim, out_dim=target_dim)
     log.info("model %s: %s parameters", model.name, f"{model.n_parameters():,}")
+    compile_model(model, bool(cfg.get("compile", False)))  # torch.compile(dynamic=True)
     loss = build(cfg.loss)
     optimizer = build(cfg.optimizer)
     scheduler = build(cfg.scheduler) if cfg.get("scheduler") else None
