@@ -52,6 +52,9 @@ def test_wheel_carries_every_config_group_and_table_spec(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "dos_bench").rglob("*.py"))
     assert [m for m in modules if m not in names] == []
+    # C kernels compiled on first use (dos_bench.models.native)
+    sources = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "dos_bench").rglob("*.c"))
+    assert sources and [c for c in sources if c not in names] == []
     confs = sorted(p.relative_to(CONF_DIR.parent).as_posix() for p in CONF_DIR.rglob("*.yaml"))
     specs = sorted(p.relative_to(SPEC_DIR.parent).as_posix() for p in SPEC_DIR.glob("*.yaml"))
     assert len(confs) > 100 and len(specs) >= 13

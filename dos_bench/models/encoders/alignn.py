@@ -83,7 +83,15 @@ Paper vs code, and what is chosen here
 * ``atom_embedding_dim``: ALIGNN maps atoms straight to ``hidden``; an int inserts an
   intermediate ``Linear+BN+SiLU`` of that width (as for bonds and angles).
 
-Implementation: the message passing of a convolution is one autograd function
+Implementation: on CPU in float32 (``kernel: auto``, the default) a convolution's message
+passing, edge projection bias and edge update run on the C kernels of
+:mod:`dos_bench.models.native` (:class:`_GatedConvNative`): edges are sorted by target (the
+crystal graphs by centre, the line graphs by :math:`e_2`), so each output row belongs to one
+thread and one pass over the ``(E, d)`` edge rows computes :math:`m`, :math:`\sigma(m)`, the
+gated sum, its normaliser and the BatchNorm statistics; a second writes
+:math:`e + \operatorname{SiLU}(\mathrm{BN}(m))`; backward is two passes plus the projection's
+two matrix products. Elsewhere (GPU, float64, autocast, ``torch.compile``, ``kernel: torch``,
+no C compiler) the message passing is one torch autograd function
 (:class:`_GatedAggregate`) whose backward recomputes :math:`\sigma(m)` and the gathered
 :math:`W_2 h_j` instead of keeping them, and which works in place on the tensors it creates:
 per line-graph convolution two ``(T, dim)`` tensors fewer held for backward and fewer
@@ -107,18 +115,23 @@ Graph recipe (model YAML, not this module): ``cutoff 8, max_neighbors 16, keep_t
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from dos_bench.data.graphs import edge_vectors
 from dos_bench.io import ConfigError
+from dos_bench.models import native
 from dos_bench.models.layers import GaussianExpansion
 from dos_bench.models.model import EncoderOutput
 
 __all__ = ["ALIGNNEncoder", "EdgeGatedConv", "bond_cosines", "line_graph"]
 
 _ORDERS = ("line_first", "crystal_first")
+_KERNELS = ("auto", "torch")
+_GATE_EPS = 1e-6  # ALIGNN: sum(sigma * P) / (sum(sigma) + 1e-6)
 
 
 def line_graph(
@@ -249,15 +262,10 @@ class _BatchNormSiLU(torch.autograd.Function):
         return g_x, g_w, g_b, None, None, None, None, None
 
 
-def batch_norm_silu(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
-    """``silu(bn(x))`` with the memory of ``bn``'s input only (:class:`_BatchNormSiLU`); the
-    same values, gradients and running-statistics updates as the two modules (the
-    bookkeeping of ``torch.nn.modules.batchnorm._BatchNorm.forward``)."""
-    needs_grad = torch.is_grad_enabled() and (
-        x.requires_grad or any(p.requires_grad for p in bn.parameters())
-    )
-    if not needs_grad or x.dim() != 2:
-        return nn.functional.silu(bn(x))
+def _bn_step(bn: nn.BatchNorm1d) -> tuple[Tensor | None, Tensor | None, bool, float]:
+    """The arguments of one ``bn`` call — running mean and variance to use and update (or
+    ``None``), whether batch statistics are used, the momentum — with the bookkeeping of
+    ``torch.nn.modules.batchnorm._BatchNorm.forward`` (``num_batches_tracked``)."""
     momentum = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
         bn.num_batches_tracked.add_(1)
@@ -265,15 +273,25 @@ def batch_norm_silu(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
             momentum = 1.0 / float(bn.num_batches_tracked)
     batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     track = not bn.training or bn.track_running_stats
-    return _BatchNormSiLU.apply(
-        x,
-        bn.weight,
-        bn.bias,
+    return (
         bn.running_mean if track else None,
         bn.running_var if track else None,
         batch_stats,
         momentum,
-        bn.eps,
+    )
+
+
+def batch_norm_silu(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
+    """``silu(bn(x))`` with the memory of ``bn``'s input only (:class:`_BatchNormSiLU`); the
+    same values, gradients and running-statistics updates as the two modules."""
+    needs_grad = torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for p in bn.parameters())
+    )
+    if not needs_grad or x.dim() != 2:
+        return nn.functional.silu(bn(x))
+    running_mean, running_var, batch_stats, momentum = _bn_step(bn)
+    return _BatchNormSiLU.apply(
+        x, bn.weight, bn.bias, running_mean, running_var, batch_stats, momentum, bn.eps
     )
 
 
@@ -334,6 +352,164 @@ class _GatedAggregate(torch.autograd.Function):
         return g_s, g_p, g_q, g_mm, None, None, None
 
 
+def _f32(t: Tensor | None):  # noqa: ANN202
+    if t is None:
+        return ctypes.POINTER(ctypes.c_float)()
+    return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_float))
+
+
+def _i64(t: Tensor):  # noqa: ANN202
+    return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_int64))
+
+
+def _f64(t: Tensor | None):  # noqa: ANN202
+    if t is None:
+        return ctypes.POINTER(ctypes.c_double)()
+    return ctypes.cast(t.data_ptr(), ctypes.POINTER(ctypes.c_double))
+
+
+def _native_ptr(src: Tensor, dst: Tensor, n_src: int, n_dst: int) -> Tensor | None:
+    """CSR offsets of edges sorted by ``dst`` (``None`` if they are not sorted: torch path)."""
+    lib = native.gated_library()
+    if lib is None:
+        return None
+    src, dst = src.long().contiguous(), dst.long().contiguous()
+    ptr = torch.empty(n_dst + 1, dtype=torch.long)
+    rc = lib.dos_csr_from_sorted(_i64(dst), _i64(src), dst.numel(), n_dst, n_src, _i64(ptr))
+    if rc == 2:
+        raise IndexError(f"edge index out of range ({n_src} sources, {n_dst} targets)")
+    return ptr if rc == 0 else None
+
+
+class _GatedConvNative(torch.autograd.Function):
+    r"""The message passing of an edge-gated convolution *and* its edge update on the C kernels
+    of :mod:`dos_bench.models.native` (float32, CPU, edges sorted by target).
+
+    From the node projections ``s, p, q`` (as :class:`_GatedAggregate`), the edge features ``e``
+    and the edge projection's ``weight``/``bias``, returns the aggregate ``out`` and, when
+    ``bn_weight`` is given, the updated edges :math:`e' = e + \operatorname{SiLU}(\mathrm{BN}(m))`
+    with the BatchNorm in training (batch statistics; ``running_mean``/``running_var`` updated
+    in place as ``nn.BatchNorm1d`` does, with the unbiased variance) or eval mode. Without
+    ``bn_weight`` (the convs whose edge output is never read) it returns ``(None, out)``.
+
+    Forward reads each edge row once for the aggregation and the BatchNorm statistics (the
+    projection is written into the tensor that becomes :math:`m`) and once for the update;
+    backward makes one pass for the BatchNorm sums and one for everything else, recomputing
+    :math:`\sigma(m)` and the BatchNorm output, then two matrix products for the projection.
+    Saved for backward: ``e``, ``m``, ``p`` and ``(N, d)``/``(d,)`` tensors.
+    """
+
+    @staticmethod
+    def forward(  # noqa: ANN205
+        ctx,  # noqa: ANN001
+        s: Tensor,
+        p: Tensor,
+        q: Tensor,
+        e: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        src: Tensor,
+        ptr: Tensor,
+        bn_weight: Tensor | None,
+        bn_bias: Tensor | None,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        batch_stats: bool,
+        momentum: float,
+        bn_eps: float,
+    ):
+        lib = native.gated_library()
+        threads = torch.get_num_threads()
+        s, p, q, e = (x.contiguous() for x in (s, p, q, e))
+        src = src.long().contiguous()
+        m = e @ weight.t()  # the bias is added by the kernel (addmm would copy it in first)
+        bias = bias.contiguous()
+        n_rows, d = m.shape
+        n_dst = q.shape[0]
+        out, den = q.new_empty(n_dst, d), q.new_empty(n_dst, d)
+        update = bn_weight is not None
+        stats = torch.zeros(2 * d, dtype=torch.float64) if update and batch_stats else None
+        lib.dos_gated_forward(
+            _f32(s), _f32(p), _f32(q), _f32(bias), _f32(m), _i64(src), _i64(ptr), n_dst, d,
+            _GATE_EPS,
+            _f32(out), _f32(den), _f64(stats), threads,
+        )  # fmt: skip
+        ctx.set_materialize_grads(False)
+        ctx.update, ctx.batch_stats = update, batch_stats
+        if not update:
+            ctx.save_for_backward(e, weight, m, p, out, den, src, ptr)
+            return None, out
+        if stats is not None:
+            mean64 = stats[:d] / n_rows
+            var64 = (stats[d:] / n_rows - mean64 * mean64).clamp_min(0.0)
+            mean, var = mean64.float(), var64.float()
+            if running_mean is not None and running_var is not None:
+                with torch.no_grad():
+                    running_mean.lerp_(mean.to(running_mean.dtype), momentum)
+                    unbiased = var * (n_rows / max(n_rows - 1, 1))
+                    running_var.lerp_(unbiased.to(running_var.dtype), momentum)
+        else:
+            assert running_mean is not None and running_var is not None
+            mean, var = running_mean.float(), running_var.float()
+        invstd = torch.rsqrt(var + bn_eps)
+        a = (bn_weight * invstd).contiguous()
+        shift = (bn_bias - mean * a).contiguous()
+        e_new = torch.empty_like(e)
+        lib.dos_bn_silu_residual(_f32(e), _f32(m), _f32(a), _f32(shift), n_rows, d, _f32(e_new),
+                                 threads)  # fmt: skip
+        ctx.save_for_backward(e, weight, m, p, out, den, src, ptr, mean, invstd, a, shift)
+        return e_new, out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_e: Tensor | None, g_out: Tensor | None):  # noqa: ANN205
+        lib = native.gated_library()
+        threads = torch.get_num_threads()
+        if ctx.update:
+            e, weight, m, p, out, den, src, ptr, mean, invstd, a, shift = ctx.saved_tensors
+        else:
+            e, weight, m, p, out, den, src, ptr = ctx.saved_tensors
+        n_rows, d = m.shape
+        n_dst, n_src = out.shape[0], p.shape[0]
+        g_out = None if g_out is None else g_out.contiguous()
+        g_e = None if g_e is None or not ctx.update else g_e.contiguous()
+        g_bn_w = g_bn_b = bn_block = None
+        if g_e is not None:
+            sums = torch.zeros(2 * d, dtype=torch.float64)
+            lib.dos_bn_silu_grad_sums(
+                _f32(g_e), _f32(m), _f32(a), _f32(shift), _f32(mean), _f32(invstd), n_rows, d,
+                _f64(sums), threads,
+            )  # fmt: skip
+            g_bn_b, g_bn_w = sums[:d].float(), sums[d:].float()
+            if ctx.batch_stats:
+                c1, c2 = g_bn_b / n_rows, g_bn_w / n_rows
+            else:
+                c1 = c2 = torch.zeros_like(mean)
+            bn_block = torch.cat([a, shift, mean, invstd, c1, c2]).contiguous()
+        gm = torch.empty_like(m)
+        g_s, g_p = p.new_zeros(n_src, d), p.new_zeros(n_src, d)
+        g_q = out.new_empty(n_dst, d)
+        rc = lib.dos_gated_backward(
+            _f32(g_out), _f32(g_e), _f32(bn_block), _f32(m), _f32(p), _f32(out), _f32(den),
+            _i64(src), _i64(ptr), n_dst, n_src, d, _f32(gm), _f32(g_s), _f32(g_p), _f32(g_q),
+            threads,
+        )  # fmt: skip
+        if rc != 0:
+            raise MemoryError("edge-gated backward: cannot allocate its per-thread buffers")
+        # e enters both the projection and the residual of the update
+        if ctx.needs_input_grad[3]:
+            g_in = torch.addmm(g_e, gm, weight) if g_e is not None else gm @ weight
+        else:
+            g_in = None
+        g_w = gm.t() @ e if ctx.needs_input_grad[4] else None
+        # sum over edges of dm = sum over targets of their edges' dm (the kernel's g_q)
+        g_b = g_q.sum(0) if ctx.needs_input_grad[5] else None
+        return (
+            g_s, g_p, g_q, g_in, g_w, g_b, None, None, g_bn_w, g_bn_b,
+            None, None, None, None, None,
+        )  # fmt: skip
+
+
 class EdgeGatedConv(nn.Module):
     r"""Edge-gated graph convolution with residuals (ALIGNN-DOS eqs. 1–3; ALIGNN code).
 
@@ -352,8 +528,10 @@ class EdgeGatedConv(nn.Module):
         ``(N, dim)``, ``(E, dim)``.
     """
 
-    def __init__(self, dim: int, update_edges: bool = True) -> None:
+    def __init__(self, dim: int, update_edges: bool = True, kernel: str = "auto") -> None:
         super().__init__()
+        if kernel not in _KERNELS:
+            raise ConfigError(f"model.encoder.kernel must be one of {_KERNELS}, got {kernel!r}")
         self.src_gate = nn.Linear(dim, dim)  # W_s, applied to the source j
         self.dst_gate = nn.Linear(dim, dim)  # W_d, applied to the target i
         self.edge_gate = nn.Linear(dim, dim)  # W_e
@@ -362,22 +540,71 @@ class EdgeGatedConv(nn.Module):
         self.bn_nodes = nn.BatchNorm1d(dim)
         self.update_edges = update_edges
         self.bn_edges = nn.BatchNorm1d(dim) if update_edges else None
+        self.kernel = kernel
+
+    def _native_ptr(self, h: Tensor, e: Tensor, edge_index: Tensor) -> Tensor | None:
+        """CSR offsets for the C kernel, or ``None`` where it does not apply (``kernel:
+        torch``, not CPU float32, autocast, ``torch.compile`` tracing, edges not sorted by
+        target, no C compiler)."""
+        bn = self.bn_edges
+        if (
+            self.kernel != "auto"
+            or h.device.type != "cpu"
+            or h.dtype != torch.float32
+            or e.dtype != torch.float32
+            or torch.is_autocast_enabled("cpu")
+            or torch.compiler.is_compiling()
+            or (bn is not None and (not bn.affine or (bn.training and e.shape[0] < 2)))
+        ):
+            return None
+        return _native_ptr(edge_index[0], edge_index[1], h.shape[0], h.shape[0])
 
     def forward(self, h: Tensor, e: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+        ptr = self._native_ptr(h, e, edge_index)
+        if ptr is not None:
+            return self._forward_native(h, e, edge_index, ptr)
+        src_gate, nbr_update, dst_gate, self_update = self._node_projections(h)
         m, agg = _GatedAggregate.apply(
-            self.src_gate(h),
-            self.nbr_update(h),
-            self.dst_gate(h),
-            self.edge_gate(e),
-            edge_index[0],
-            edge_index[1],
-            1e-6,
-        )
-        x = self.self_update(h) + agg
-        h_out = h + batch_norm_silu(x, self.bn_nodes)
+            src_gate, nbr_update, dst_gate, self.edge_gate(e), edge_index[0], edge_index[1],
+            _GATE_EPS,
+        )  # fmt: skip
+        h_out = h + batch_norm_silu(self_update + agg, self.bn_nodes)
         if self.bn_edges is None:
             return h_out, e
         return h_out, e + batch_norm_silu(m, self.bn_edges)
+
+    def _forward_native(
+        self, h: Tensor, e: Tensor, edge_index: Tensor, ptr: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        bn = self.bn_edges
+        if bn is not None:
+            running_mean, running_var, batch_stats, momentum = _bn_step(bn)
+            bn_args = (bn.weight, bn.bias, running_mean, running_var, batch_stats, momentum, bn.eps)
+        else:
+            bn_args = (None, None, None, None, False, 0.0, 0.0)
+        src_gate, nbr_update, dst_gate, self_update = self._node_projections(h)
+        e_new, agg = _GatedConvNative.apply(
+            src_gate,
+            nbr_update,
+            dst_gate,
+            e,
+            self.edge_gate.weight,
+            self.edge_gate.bias,
+            edge_index[0],
+            ptr,
+            *bn_args,
+        )
+        h_out = h + batch_norm_silu(self_update + agg, self.bn_nodes)
+        return h_out, (e if e_new is None else e_new)
+
+    def _node_projections(self, h: Tensor) -> tuple[Tensor, ...]:
+        """``W_s h, W_2 h, W_d h, W_1 h`` (with biases) as one matrix product with the four
+        weights stacked — one larger product runs nearer the matmul peak than four small ones —
+        returned as column views of the ``(N, 4 dim)`` result."""
+        layers = (self.src_gate, self.nbr_update, self.dst_gate, self.self_update)
+        weight = torch.cat([lin.weight for lin in layers])
+        bias = torch.cat([lin.bias for lin in layers])
+        return nn.functional.linear(h, weight, bias).split(self.src_gate.out_features, dim=1)
 
 
 class ALIGNNEncoder(nn.Module):
@@ -401,6 +628,10 @@ class ALIGNNEncoder(nn.Module):
             ALIGNN (DGL ``line_graph`` default) does.
         atom_embedding_dim: ``None`` (ALIGNN code): atoms ``Linear(in_dim→hidden)+BN+SiLU``;
             an int adds an intermediate ``Linear+BN+SiLU`` of that width.
+        kernel: ``"auto"``: the edge-gated aggregation runs on the C kernel of
+            :mod:`dos_bench.models.native` where it applies (CPU, float32, no autocast, edges
+            sorted by target, a C compiler), else on torch; ``"torch"``: always torch (the
+            reference; same results to float32 rounding).
 
     Shapes:
         batch: ``x (n, in_dim)``, ``pos (n, 3)``, ``cell (B, 3, 3)``, ``edge_index (2, E)``,
@@ -421,6 +652,7 @@ class ALIGNNEncoder(nn.Module):
         order: str = "line_first",
         backtracking: bool = True,
         atom_embedding_dim: int | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         if order not in _ORDERS:
@@ -453,16 +685,16 @@ class ALIGNNEncoder(nn.Module):
             last = k == n_a - 1
             if order == "line_first":
                 # t' is read by the next ALIGNN layer's line conv; u' by the next layer or GCNs
-                line_convs.append(EdgeGatedConv(hidden, update_edges=not last))
-                crystal_convs.append(EdgeGatedConv(hidden, update_edges=not last or n_g > 0))
+                line_convs.append(EdgeGatedConv(hidden, update_edges=not last, kernel=kernel))
+                crystal_convs.append(EdgeGatedConv(hidden, not last or n_g > 0, kernel))
             else:
                 # crystal conv's u' feeds this layer's line conv; t' the next layer's line conv
-                crystal_convs.append(EdgeGatedConv(hidden, update_edges=True))
-                line_convs.append(EdgeGatedConv(hidden, update_edges=not last))
+                crystal_convs.append(EdgeGatedConv(hidden, update_edges=True, kernel=kernel))
+                line_convs.append(EdgeGatedConv(hidden, update_edges=not last, kernel=kernel))
         self.line_convs = nn.ModuleList(line_convs)
         self.crystal_convs = nn.ModuleList(crystal_convs)
         self.gcn_convs = nn.ModuleList(
-            EdgeGatedConv(hidden, update_edges=k < n_g - 1) for k in range(n_g)
+            EdgeGatedConv(hidden, update_edges=k < n_g - 1, kernel=kernel) for k in range(n_g)
         )
         self.node_dim = self.graph_dim = hidden
 
