@@ -244,6 +244,7 @@ class Standard(TargetTransform):
             )
         self.mean = y.mean(dim=0)
         self.std = y.std(dim=0, correction=self.std_ddof).clamp_min(self.min_std)
+        self._fitted_host = True
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
         # buffers change shape when fitted: adopt the checkpoint's shapes before loading
@@ -252,9 +253,12 @@ class Standard(TargetTransform):
             if key in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[key]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if prefix + "fitted" in state_dict:  # read once here, not at every step
+            self._fitted_host = bool(state_dict[prefix + "fitted"])
 
     def _check(self) -> None:
-        if not bool(self.fitted):
+        # a host-side flag: reading the ``fitted`` buffer would wait for the device every step
+        if not getattr(self, "_fitted_host", False):
             raise RuntimeError("target_repr=standard used before fit() on the train split")
 
     def _encode(self, y: Tensor, scale: Tensor) -> Tensor:

@@ -62,6 +62,26 @@ def test_training_step_never_reads_back_from_the_device(name: str) -> None:
     lit.check_finite_loss()
 
 
+@pytest.mark.parametrize("repr_name", ["raw", "standard", "max_norm", "sum_norm", "min_max"])
+def test_target_representations_never_read_back_from_the_device(tmp_path, repr_name: str) -> None:
+    from cli_support import compose_cfg
+
+    from dos_bench.config import build
+
+    cfg = compose_cfg([f"target_repr={repr_name}"], tmp_path / "data", tmp_path / "out")
+    tt = build(cfg.target_repr)
+    y = torch.rand(6, OUT, generator=torch.Generator().manual_seed(1)) + 0.1
+    tt.fit(y)
+    tt.load_state_dict(tt.state_dict())  # as after a checkpoint load
+
+    def step() -> None:
+        z, scale = tt.encode(y)
+        tt.decode(z, scale)
+
+    step()
+    assert sync_ops(step) == []
+
+
 def test_the_counter_sees_a_synchronisation() -> None:
     x = torch.arange(4.0)
     assert sync_ops(lambda: x.sum().item()) == ["aten::_local_scalar_dense"]
