@@ -35,7 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = CONF_DIR
 
 __all__ = [
+    "PEER_HINT",
+    "PEER_MODELS",
     "BenchCase",
+    "alignn_peer_version",
+    "build_alignn_peer",
+    "peer_worker",
+    "peer_worker_command",
     "Records",
     "build_case",
     "classify_profile",
@@ -142,14 +148,16 @@ def _noop(b: Any = None) -> None:
     return None
 
 
-def make_batch(records: Records, index: np.ndarray, model: str) -> Any:
+def make_batch(
+    records: Records, index: np.ndarray, model: str, overrides: Sequence[str] = ()
+) -> Any:
     """The PyG batch of materials ``index`` built with model config ``model``'s own graph
-    recipe and atom features, targets attached as ``y``."""
+    recipe and atom features (after the Hydra ``overrides``), targets attached as ``y``."""
     from torch_geometric.data import Batch
 
     from dos_bench.data.graphs import GraphRecipe, build_graphs, to_data_list
 
-    cfg = compose([f"model={model}"])
+    cfg = compose([f"model={model}", *overrides])
     sub = records.rs.subset(index)
     gs = build_graphs(sub, GraphRecipe(**dict(cfg.model.graph)), progress=False)
     data = to_data_list(
@@ -165,6 +173,7 @@ def build_case(
     out_dim: int = 300,
     precision: str = "fp32",
     seed: int = 0,
+    overrides: Sequence[str] = (),
 ) -> BenchCase:
     """Model config ``name`` at its defaults with ``out_dim`` outputs and two closures:
 
@@ -176,6 +185,7 @@ def build_case(
     ``batch`` must come from the model's own graph recipe and atom features
     (:func:`make_batch`); ``fit_targets`` fit the target representation (``raw``).
     ``precision="bf16"`` runs forward and loss under ``torch.autocast("cpu", torch.bfloat16)``.
+    ``overrides`` are Hydra overrides of the composed config (e.g. ``model.head.attn_dropout=0``).
     """
     import torch
 
@@ -184,7 +194,7 @@ def build_case(
     from dos_bench.models.model import build_model
     from dos_bench.training.module import DOSLitModule
 
-    cfg = compose([f"model={name}", "target_repr=raw", "loss=mse", "optimizer=adamw"])
+    cfg = compose([f"model={name}", "target_repr=raw", "loss=mse", "optimizer=adamw", *overrides])
     table = atom_feature_table(cfg.model.atom_features)
     torch.manual_seed(seed)
     model = build_model(cfg.model, in_dim=table.shape[1], out_dim=out_dim)
@@ -235,6 +245,218 @@ def build_case(
         batch=batch,
         extra={"graph": dict(cfg.model.graph), "atom_features": str(cfg.model.atom_features)},
     )
+
+
+# ------------------------------------------------------------------------------ peers
+PEER_HINT = (
+    "pip install alignn pydantic-settings (its pure-PyTorch ALIGNNAtomWisePure needs no DGL)"
+)
+
+
+def build_alignn_peer(batch: Any, out_dim: int = 300, seed: int = 0) -> BenchCase:
+    """The ``alignn`` package's pure-PyTorch model (``ALIGNNAtomWisePure``, PyPI ``alignn``)
+    at D-ALIGNN's sizes, on dos_bench's batch: the same crystal graph and the same line graph
+    (``batch`` must carry ``lg_edge_index``), its train step (forward, MSE on the 300 outputs,
+    backward, AdamW) and its inference step.
+
+    Sizes as ``conf/model/d_alignn.yaml``: 4 ALIGNN + 4 GCN layers, hidden 256, embedding 64,
+    80 bond / 40 angle Gaussians, the batch's atom features; graph-level output only (no forces,
+    stresses, penalty or ZBL terms). Differences that remain: its convolutions normalise with
+    LayerNorm (dos_bench: BatchNorm, as the ALIGNN-DOS paper's code), update the crystal graph
+    first (dos_bench default: the line graph first), recompute the bond-angle cosines from the
+    bond vectors in every forward, and read out with one linear layer (D-ALIGNN: four).
+
+    Raises:
+        ImportError: ``alignn`` is not installed (:data:`PEER_HINT`).
+    """
+    import torch
+    from alignn.models.alignn_atomwise_pure import (
+        ALIGNNAtomWisePure,
+        ALIGNNAtomWisePureConfig,
+    )
+    from alignn.torch_graph_builder import TorchGraph
+
+    from dos_bench.data.graphs import edge_vectors
+
+    if getattr(batch, "lg_edge_index", None) is None:
+        raise ValueError("the peer needs a batch with its line graph (recipe line_graph: true)")
+    config = ALIGNNAtomWisePureConfig(
+        name="alignn_atomwise_pure",
+        alignn_layers=4,
+        gcn_layers=4,
+        atom_input_features=int(batch.x.shape[1]),
+        edge_input_features=80,
+        triplet_input_features=40,
+        embedding_features=64,
+        hidden_features=256,
+        output_features=out_dim,
+        calculate_gradient=False,
+        gradwise_weight=0.0,
+        use_penalty=False,
+        energy_mult_natoms=False,
+        use_zbl=False,
+        lg_on_fly=True,
+    )
+    torch.manual_seed(seed)
+    model = ALIGNNAtomWisePure(config)
+    src, dst = batch.edge_index
+    # alignn's bond vector of an edge u -> v points from u to v (dos_bench: centre -> neighbour)
+    r = -edge_vectors(batch.pos, batch.cell, batch.edge_index, batch.edge_shift, batch.batch)
+    counts = torch.bincount(batch.batch, minlength=batch.num_graphs)
+    g = TorchGraph(
+        num_nodes=int(batch.num_nodes),
+        src=src,
+        dst=dst,
+        ndata={"atom_features": batch.x},
+        edata={"r": r},
+        batch_num_nodes=counts,
+        batch_num_edges=torch.bincount(batch.batch[dst], minlength=batch.num_graphs),
+    )
+    lg_index = batch.lg_edge_index.long()
+    lg = TorchGraph(num_nodes=int(src.numel()), src=lg_index[0], dst=lg_index[1])
+    lattice = batch.cell
+    y = batch.y.float()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def train_step(b: Any = None) -> float:
+        model.train()
+        out = model((g, lg, lattice))["out"]
+        loss = torch.mean((out - y) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def infer_step(b: Any = None) -> Any:
+        model.eval()
+        with torch.no_grad():
+            return model((g, lg, lattice))["out"]
+
+    return BenchCase(
+        name="alignn (PyPI)",
+        display="ALIGNNAtomWisePure",
+        signature="alignn-peer",
+        n_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        n_atoms=int(batch.num_nodes),
+        n_edges=int(src.numel()),
+        n_graphs=int(batch.num_graphs),
+        train_step=train_step,
+        infer_step=infer_step,
+        model=model,
+        batch=batch,
+        extra={"line_graph_edges": int(lg_index.shape[1])},
+    )
+
+
+PEER_MODELS = ("d_alignn", "alignn")
+"""What a peers worker can measure: dos_bench's D-ALIGNN or the ``alignn`` package's model."""
+
+
+def alignn_peer_version() -> str:
+    """The installed ``alignn`` version, after importing what :func:`build_alignn_peer` needs.
+
+    Raises:
+        ImportError: ``alignn`` (or its ``pydantic-settings``) is not importable.
+    """
+    import alignn
+    import alignn.models.alignn_atomwise_pure  # noqa: F401
+    import alignn.torch_graph_builder  # noqa: F401
+
+    return str(getattr(alignn, "__version__", "?"))
+
+
+def peer_worker_command(
+    model: str,
+    batch_size: int,
+    steps: int,
+    threads: int,
+    cpu_allocator: str = "retain",
+    atoms: int = 20,
+) -> list[str]:
+    """The command of one peers worker (:func:`peer_worker`): a fresh interpreter, so that its
+    peak RSS is one model's (data, model, optimizer state and steps)."""
+    code = "import sys; from dos_bench.bench_utils import peer_worker; sys.exit(peer_worker())"
+    return [
+        sys.executable, "-c", code, "--model", model, "--batch-size", str(batch_size),
+        "--steps", str(steps), "--threads", str(threads), "--cpu-allocator", cpu_allocator,
+        "--atoms", str(atoms),
+    ]  # fmt: skip
+
+
+def _status_mb(key: str) -> float:
+    """A ``/proc/self/status`` memory figure (``VmRSS``, ``VmHWM``) in MB (0 where missing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peer_worker(argv: Sequence[str] | None = None) -> int:
+    """One model of ``scripts/bench.py peers`` in this process: the ``d_alignn`` batch of
+    ``--batch-size`` toy_edos crystals (cached line graph), the model (``d_alignn``: dos_bench's
+    D-ALIGNN; ``alignn``: :func:`build_alignn_peer`), then per phase (train, infer) one step
+    under FlopCounterMode (the warm-up) and ``--steps`` timed steps. Prints one JSON line:
+    parameters, batch sizes, FLOPs and step times per phase, ``rss_built_mb`` (VmRSS before the
+    first step) and ``peak_rss_mb`` (VmHWM at the end)."""
+    parser = argparse.ArgumentParser(prog="peers worker")
+    parser.add_argument("--model", choices=PEER_MODELS, required=True)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--atoms", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-allocator", choices=("retain", "system"), default="retain")
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    import torch
+
+    from dos_bench.training.allocator import configure_cpu_allocator
+
+    torch.set_num_threads(args.threads)
+    configure_cpu_allocator(args.cpu_allocator)
+    with _quiet():
+        records = load_records()
+        index = pick_materials(records.rs.n_atoms, args.batch_size, args.atoms)
+        batch = make_batch(records, index, "d_alignn")
+        out_dim = int(records.targets.shape[1])
+        if args.model == "alignn":
+            case = build_alignn_peer(batch, out_dim)
+        else:
+            case = build_case("d_alignn", batch, records.targets, out_dim=out_dim)
+    atoms = records.rs.n_atoms[index]
+    result: dict[str, Any] = {
+        "model": args.model,
+        "display_name": case.display,
+        "params": case.n_params,
+        "graphs": case.n_graphs,
+        "atoms": case.n_atoms,
+        "atoms_per_crystal": [int(atoms.min()), float(atoms.mean()), int(atoms.max())],
+        "edges": case.n_edges,
+        "line_graph_edges": int(batch.lg_edge_index.shape[1]),
+        "record_ids": [str(i) for i in records.rs.ids[index]],
+        "out_dim": out_dim,
+        "threads": torch.get_num_threads(),
+        "cpu_allocator": args.cpu_allocator,
+        "allocator": loaded_allocator(),
+        "rss_built_mb": _status_mb("VmRSS"),
+    }
+    with _quiet():
+        for phase, fn in (("train", case.train_step), ("infer", case.infer_step)):
+            with frozen(case.model) if phase == "infer" else contextlib.nullcontext():
+                flops, first, _ = count_flops(fn)
+            times = []
+            for _ in range(args.steps):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            result[phase] = {
+                "flops": flops,
+                "first_step_s": first,
+                "times": times,
+                "median": statistics.median(times) if times else float("nan"),
+            }
+    result["peak_rss_mb"] = _status_mb("VmHWM") or _peak_rss_mb()
+    print(json.dumps(result), flush=True)
+    return 0
 
 
 # ------------------------------------------------------------------------------ measuring
@@ -472,8 +694,14 @@ def _train_steps_cli(args: argparse.Namespace) -> int:
     with _quiet():
         records = load_records()
         index = pick_materials(records.rs.n_atoms, args.batch_size, args.atoms)
-        batch = make_batch(records, index, args.model)
-        case = build_case(args.model, batch, records.targets, out_dim=records.targets.shape[1])
+        batch = make_batch(records, index, args.model, args.override)
+        case = build_case(
+            args.model,
+            batch,
+            records.targets,
+            out_dim=records.targets.shape[1],
+            overrides=args.override,
+        )
     import resource
 
     for _ in range(args.warmup):
@@ -487,6 +715,7 @@ def _train_steps_cli(args: argparse.Namespace) -> int:
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     result = {
         "model": args.model,
+        "overrides": args.override,
         "allocator": loaded_allocator(),
         "cpu_allocator": args.cpu_allocator,
         "ld_preload": os.environ.get("LD_PRELOAD", ""),
@@ -503,6 +732,83 @@ def _train_steps_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _error_summary(exc: BaseException) -> str:
+    """``Type: first line of the message (raised in package/file.py:function)`` of the root
+    cause (compiler errors wrap the exception that stopped them and run over many lines)."""
+    import traceback
+
+    root = exc
+    while root.__cause__ is not None or root.__context__ is not None:
+        root = root.__cause__ or root.__context__  # type: ignore[assignment]
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+    frames = traceback.extract_tb(root.__traceback__)
+    if frames:
+        last = frames[-1]
+        where = "/".join(Path(last.filename).parts[-3:])
+        text += f" (raised in {where}:{last.name})"
+    return text
+
+
+def _graph_breaks() -> dict[str, int]:
+    """Dynamo's graph-break reasons so far, with counts (most frequent first)."""
+    from torch._dynamo.utils import counters
+
+    breaks = {str(k).splitlines()[0][:160]: int(v) for k, v in counters["graph_break"].items()}
+    return dict(sorted(breaks.items(), key=lambda kv: -kv[1]))
+
+
+def _compile_steps_cli(args: argparse.Namespace) -> int:
+    """Eager training steps, then the same model under ``model.compile(dynamic=True)`` (what
+    ``compile: true`` does to a run): step times, compile time, graph breaks or the error."""
+    import torch
+
+    from dos_bench.training.allocator import configure_cpu_allocator
+
+    torch.set_num_threads(args.threads)
+    configure_cpu_allocator(args.cpu_allocator)
+    with _quiet():
+        records = load_records()
+        index = pick_materials(records.rs.n_atoms, args.batch_size, args.atoms)
+        batch = make_batch(records, index, args.model)
+        case = build_case(args.model, batch, records.targets, out_dim=records.targets.shape[1])
+        # a second batch of another size: dynamic shapes must not recompile per batch
+        other = make_batch(records, index[: max(1, len(index) // 2)], args.model)
+    result: dict[str, Any] = {"model": args.model, "batch_size": case.n_graphs}
+
+    def timed(n: int, b: Any = None) -> list[float]:
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            case.train_step(b)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    with _quiet():
+        timed(args.warmup)
+        result["eager"] = timed(args.steps)
+        stage = "compile"
+        try:
+            case.model.compile(dynamic=True)
+            t0 = time.perf_counter()
+            case.train_step()
+            result["compile_s"] = time.perf_counter() - t0
+            stage = "second batch size"
+            t0 = time.perf_counter()
+            case.train_step(other)
+            result["other_batch_first_s"] = time.perf_counter() - t0
+            stage = "run"
+            timed(max(0, args.warmup - 1))
+            result["compiled"] = timed(args.steps)
+            result["graph_breaks"] = _graph_breaks()
+        except Exception as exc:  # a model that does not compile is a finding
+            result["error"] = _error_summary(exc)
+            result["failed_at"] = stage
+            result["graph_breaks"] = _graph_breaks()
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dos_bench.bench_utils")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -514,7 +820,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--atoms", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cpu-allocator", choices=("retain", "system"), default="system")
+    p.add_argument(
+        "--override", action="append", default=[], help="Hydra override of the model config"
+    )
+    c = sub.add_parser("compile-steps", help="eager vs torch.compile training steps; JSON")
+    c.add_argument("--model", default="graph_network")
+    c.add_argument("--steps", type=int, default=3)
+    c.add_argument("--warmup", type=int, default=1)
+    c.add_argument("--batch-size", type=int, default=16)
+    c.add_argument("--atoms", type=int, default=20)
+    c.add_argument("--threads", type=int, default=2)
+    c.add_argument("--cpu-allocator", choices=("retain", "system"), default="retain")
     args = parser.parse_args(argv)
+    if args.cmd == "compile-steps":
+        return _compile_steps_cli(args)
     return _train_steps_cli(args)
 
 

@@ -4,8 +4,11 @@
 
 Usage::
 
-    python scripts/bench.py                      # every section (~15 min on 2 cores)
+    python scripts/bench.py                      # every section (~1 h on 2 cores)
     python scripts/bench.py graphs pipeline      # named sections only
+    python scripts/bench.py alignn attention     # D-ALIGNN line graph; attention dropout cost
+    python scripts/bench.py compile --models mlp,d_alignn   # torch.compile vs eager
+    python scripts/bench.py peers                # D-ALIGNN vs the alignn package (PyPI)
     python scripts/bench.py models --models mlp,graph_network
     python scripts/bench.py --quick              # a fast subset of models, fewer steps
     python scripts/bench.py models --precision both   # fp32 and bf16 autocast (slow)
@@ -16,7 +19,8 @@ Every section prints aligned tables and writes its figures as JSON to
 ``outputs/bench/<section>.json``.  BLAS/OpenMP pools are limited to one thread before numpy and
 torch are imported.  The ``graphs`` section runs on one core (``torch.set_num_threads(1)``, the
 process pinned to a single core where the OS allows it; ``--no-pin`` to skip); the ``models``,
-``pipeline`` and ``allocator`` sections use every CPU the process may use
+``pipeline``, ``allocator``, ``alignn``, ``attention``, ``compile`` and ``peers`` sections
+use every CPU the process may use
 (``torch.set_num_threads(--threads)``, default all of them).  Timings are best-of or median of
 repeats as each table says; the load average is recorded before and after each section.
 
@@ -375,6 +379,8 @@ TRANSFORMER_HEADS = ("xtal2dos", "e3nn2dos", "dostransformer")
 DERIVED_MODELS = ("ae_alignn",)
 QUICK_MODELS = ("mlp", "graph_network", "gatgnn", "e3nn", "dostransformer")
 EFF_TARGET, EFF_TARGET_TRANSFORMER = 0.50, 0.70
+EFF_TARGETS = {"xtal2dos": 0.85}
+"""Per-model efficiency targets (issue 14: Xtal2DoS at >= 85 % of the fp32 matmul peak)."""
 
 _FP32_RESULTS: dict[str, dict[str, Any]] = {}
 """fp32 results of the ``models`` section of this run, by model (``pipeline`` reuses them)."""
@@ -464,6 +470,8 @@ def _efficiency(res: dict[str, Any], phase: str, peak: float, which: str = "best
 
 
 def _eff_target(name: str) -> float:
+    if name in EFF_TARGETS:
+        return EFF_TARGETS[name]
     return EFF_TARGET_TRANSFORMER if name in TRANSFORMER_HEADS else EFF_TARGET
 
 
@@ -1012,11 +1020,523 @@ def bench_allocator(args: argparse.Namespace) -> SectionResult:
     return SectionResult(metrics, details, [Table("step times by allocator", header, rows, note)])
 
 
+# ---------------------------------------------------------------------------------------- alignn
+ALIGNN_VARIANTS = {
+    "line graph cached (default)": [],
+    "line graph per step": ["model.graph.line_graph=false"],
+}
+
+
+def bench_alignn(args: argparse.Namespace) -> SectionResult:
+    """D-ALIGNN training steps with the line graph built with the graphs (cached) and built in
+    every step: step time and peak RSS, under both allocator policies; one subprocess each."""
+    from dos_bench.bench_utils import step_stats
+
+    load0 = load_average()
+    rows, details = [], {}
+    for policy in ("retain", "system"):
+        for name, overrides in ALIGNN_VARIANTS.items():
+            cmd = [
+                sys.executable, "-m", "dos_bench.bench_utils", "train-steps",
+                "--model", "d_alignn", "--steps", str(args.alignn_steps), "--warmup", "1",
+                "--batch-size", str(args.alignn_batch), "--threads", str(args.threads),
+                "--cpu-allocator", policy, *[f"--override={o}" for o in overrides],
+            ]  # fmt: skip
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=7200)
+            if proc.returncode:
+                err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                rows.append([policy, name, "-", "-", "-", f"FAILED: {err}"])
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            st = step_stats(r["times"])
+            details[f"{policy} / {name}"] = {**r, "stats": st}
+            rows.append(
+                [
+                    policy,
+                    name,
+                    f"{st['median']:.3f}",
+                    f"{r['batch_size'] / st['median']:.1f}",
+                    f"{r['max_rss_mb']:,.0f}",
+                    "",
+                ]
+            )
+            progress(
+                f"alignn {policy} / {name}: median {st['median']:.3f} s, peak RSS "
+                f"{r['max_rss_mb']:,.0f} MB, load {load_average()[0]:.2f}"
+            )
+    load1 = load_average()
+    metrics = [
+        Metric(
+            "workload",
+            f"d_alignn train step (AdamW), batch {args.alignn_batch} x ~{ATOMS} atoms, "
+            f"{args.threads} threads, {args.alignn_steps} timed steps after 1 warm-up, one "
+            "subprocess per row",
+        ),
+        Metric("load average before / after (1 min)", f"{load0[0]:.2f} / {load1[0]:.2f}"),
+    ]
+    header = ["cpu_allocator", "variant", "median s", "graphs/s", "peak RSS MB", ""]
+    note = (
+        "cached: model.graph.line_graph=true (conf/model/d_alignn.yaml), line graph and bond "
+        "angles from the graph cache; per step: the encoder builds them from the batch.\n"
+        "peak RSS: VmHWM of the subprocess (data, model, optimizer state and the step)."
+    )
+    details["load_average"] = {"before": load0, "after": load1}
+    return SectionResult(metrics, details, [Table("D-ALIGNN line graph", header, rows, note)])
+
+
+# ---------------------------------------------------------------------------------------- attention
+def _attention_overrides(name: str) -> tuple[float, str]:
+    """The configured attention-probability dropout of a transformer-head model and the
+    override path of its head."""
+    from dos_bench.bench_utils import compose
+
+    head = compose([f"model={name}"]).model.head
+    return float(head.get("attn_dropout", 0.0)), "model.head.attn_dropout"
+
+
+def bench_attention(args: argparse.Namespace) -> SectionResult:
+    """Transformer heads: training-step time with and without attention-probability dropout
+    (which forces torch's unfused attention on CPU), the attention kernel each one uses, and the
+    counted FLOP/s over the fp32 matmul peak measured in the same run (Xtal2DoS target 85 %)."""
+    import torch
+
+    from dos_bench.bench_utils import build_case, count_flops, make_batch, mm_peak
+
+    torch.set_num_threads(args.threads)
+    records, index = _fixed_batch_records()
+    names = [m for m in _model_list(args) if m in TRANSFORMER_HEADS] or list(TRANSFORMER_HEADS)
+    rows, details = [], {}
+    load0 = load_average()
+    for name in names:
+        configured, path = _attention_overrides(name)
+        other = 0.1 if configured == 0.0 else 0.0
+        batch = make_batch(records, index, name)
+        cases = {
+            p: build_case(name, batch, records.targets, OUT_DIM, overrides=[f"{path}={p}"])
+            for p in (configured, other)
+        }
+        times: dict[float, list[float]] = {p: [] for p in cases}
+        kernels: dict[float, str] = {}
+        flops: dict[float, int] = {}
+        for p, case in cases.items():
+            flops[p], _, _ = count_flops(case.train_step)  # also the warm-up
+            kernels[p] = _attention_kernel(case.train_step)
+        peaks = [mm_peak()]  # the matmul peak just before and just after the timed steps
+        for _ in range(args.attn_steps):  # alternate: both see the same load
+            for p, case in cases.items():
+                t0 = time.perf_counter()
+                case.train_step()
+                times[p].append(time.perf_counter() - t0)
+        peaks.append(mm_peak())
+        for case in cases.values():
+            case.release()
+        med = {p: float(np.median(t)) for p, t in times.items()}
+        peak = max(peaks)
+        eff = {p: flops[p] / med[p] / peak for p in cases}
+        off, on = min(cases), max(cases)
+        target = EFF_TARGETS.get(name, EFF_TARGET_TRANSFORMER)
+        details[name] = {
+            "configured": configured,
+            "times": times,
+            "kernels": kernels,
+            "flops": flops,
+            "mm_peak_flops": peaks,
+            "efficiency": eff,
+            "target": target,
+        }
+        verdict = "met" if eff[off] >= target else "MISSED"
+        rows.append(
+            [
+                name,
+                f"{configured:g}",
+                f"{med[off]:.3f} ({kernels[off]})",
+                f"{med[on]:.3f} ({kernels[on]})",
+                f"{med[on] / med[off]:.2f}x",
+                f"{eff[off]:.0%} / {eff[on]:.0%}",
+                f"{peak / 1e9:.0f}",
+                f">= {target:.0%} with attn_dropout 0: {verdict}",
+            ]
+        )
+        progress(
+            f"attention {name}: p={off:g} {med[off]:.3f} s ({eff[off]:.0%} of peak), "
+            f"p={on:g} {med[on]:.3f} s ({eff[on]:.0%})"
+        )
+    load1 = load_average()
+    metrics = [
+        Metric(
+            "workload",
+            f"train step (AdamW), batch {BATCH_SIZE} x ~{ATOMS} atoms, {OUT_DIM} outputs, "
+            f"{args.threads} threads, median of {args.attn_steps} alternating steps",
+        ),
+        Metric("load average before / after (1 min)", f"{load0[0]:.2f} / {load1[0]:.2f}"),
+    ]
+    header = [
+        "model", "configured attn_dropout", "attn_dropout 0: s (kernel)",
+        "attn_dropout > 0: s (kernel)", "cost of attention dropout",
+        "of mm peak (0 / > 0)", "mm peak GFLOP/s", "target",
+    ]  # fmt: skip
+    note = (
+        "kernel: fused = aten::_scaled_dot_product_flash_attention_for_cpu, math = the unfused "
+        "softmax(QK^T)V path, the only CPU path with dropout on the attention probabilities.\n"
+        "attention dropout acts in training only: inference always runs the fused kernel.\n"
+        "of mm peak: FLOPs counted by torch's FlopCounterMode (matmuls and attention, causal "
+        "attention counted in full) per median step, over the best 2048x2048 fp32 torch.mm rate "
+        "measured just before and after this model's steps."
+    )
+    details["load_average"] = {"before": load0, "after": load1}
+    return SectionResult(metrics, details, [Table("attention dropout", header, rows, note)])
+
+
+def _attention_kernel(fn: Callable[[], Any]) -> str:
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    names = {e.name for e in prof.events()}
+    kinds = []
+    if "aten::_scaled_dot_product_flash_attention_for_cpu" in names:
+        kinds.append("fused")
+    if "aten::_scaled_dot_product_attention_math" in names:
+        kinds.append("math")
+    return "+".join(kinds) or "none"
+
+
+# ---------------------------------------------------------------------------------------- compile
+def bench_compile(args: argparse.Namespace) -> SectionResult:
+    """Every model config under ``torch.compile(dynamic=True)`` (``compile: true``) on CPU:
+    compiled vs eager training-step time, compile time, graph breaks, or why it fails."""
+    from dos_bench.bench_utils import step_stats
+
+    names = _model_list(args)
+    rows, details = [], {}
+    load0 = load_average()
+    for k, name in enumerate(names):
+        cmd = [
+            sys.executable, "-m", "dos_bench.bench_utils", "compile-steps", "--model", name,
+            "--steps", str(args.compile_steps), "--batch-size", str(args.compile_batch),
+            "--threads", str(args.threads), "--cpu-allocator", args.cpu_allocator,
+        ]  # fmt: skip
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.compile_timeout
+            )
+            if proc.returncode:
+                err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                r = {"model": name, "error": f"process failed: {err[:300]}", "failed_at": "?"}
+            else:
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+        except subprocess.TimeoutExpired:
+            r = {"model": name, "error": f"no result within {args.compile_timeout:.0f} s"}
+            r["failed_at"] = "timeout"
+        details[name] = r
+        eager = step_stats(r["eager"])["median"] if r.get("eager") else float("nan")
+        breaks = sum((r.get("graph_breaks") or {}).values())
+        top = next(iter(r.get("graph_breaks") or {}), "")
+        if "error" in r:
+            rows.append(
+                [name, f"{eager:.3f}", "-", "-", "-", str(breaks),
+                 f"FAILED at {r.get('failed_at')}: {r['error']}"]
+            )  # fmt: skip
+            progress(f"[compile {k + 1}/{len(names)}] {name}: FAILED {r['error'][:120]}")
+            continue
+        comp = step_stats(r["compiled"])["median"]
+        rows.append(
+            [
+                name,
+                f"{eager:.3f}",
+                f"{comp:.3f}",
+                f"{eager / comp:.2f}x",
+                f"{r['compile_s']:.0f} (+{r['other_batch_first_s']:.0f})",
+                str(breaks),
+                top,
+            ]
+        )
+        progress(
+            f"[compile {k + 1}/{len(names)}] {name}: eager {eager:.3f} s, compiled {comp:.3f} s, "
+            f"compile {r['compile_s']:.0f} s, {breaks} graph breaks"
+        )
+    load1 = load_average()
+    ok = [r for r in details.values() if "error" not in r]
+    metrics = [
+        Metric(
+            "workload",
+            f"train step (AdamW), batch {args.compile_batch} x ~{ATOMS} atoms, {args.threads} "
+            f"threads, median of {args.compile_steps} steps; model.compile(dynamic=True)",
+        ),
+        Metric("models that compile and run", f"{len(ok)} of {len(details)}"),
+        Metric("load average before / after (1 min)", f"{load0[0]:.2f} / {load1[0]:.2f}"),
+    ]
+    header = [
+        "model", "eager s", "compiled s", "speed-up", "compile s (+ other batch size)",
+        "graph breaks", "first graph break or error",
+    ]  # fmt: skip
+    note = (
+        "compile s: the first compiled step (tracing + inductor C++ codegen); + other batch "
+        "size: the first step on a batch of half the crystals (recompilation if shapes were "
+        "specialised). One subprocess per model, timeout --compile-timeout."
+    )
+    details["load_average"] = {"before": load0, "after": load1}
+    return SectionResult(metrics, details, [Table("torch.compile", header, rows, note)])
+
+
+# ---------------------------------------------------------------------------------------- peers
+PEERS_LABELS = {"d_alignn": "D-ALIGNN (dos_bench)", "alignn": "alignn (PyPI) ALIGNNAtomWisePure"}
+PEERS_TRAIN_TARGET = 2.0
+"""The issue's target: D-ALIGNN trains at >= 2.0x the peer's graphs/s, with peak RSS <= its."""
+
+
+def _worker_failure(returncode: int, stderr: str) -> str:
+    """One line for a worker that died or failed: the signal or exit code and its last stderr
+    line (a SIGKILL is most often the kernel's out-of-memory killer)."""
+    import signal
+
+    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "")
+    if returncode < 0:
+        sig = -returncode
+        why = "out of memory?" if sig == signal.SIGKILL else signal.Signals(sig).name
+        text = f"killed by signal {sig} ({why})"
+    else:
+        text = f"exited with code {returncode}" if returncode else "no JSON result on stdout"
+    return f"{text}; last stderr: {last[:200]}" if last else f"{text}; no stderr"
+
+
+def _peers_worker_run(model: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One peers worker (:func:`dos_bench.bench_utils.peer_worker`) in a subprocess: its JSON
+    result, or ``{"error": ...}`` when it was killed, failed or timed out."""
+    from dos_bench.bench_utils import peer_worker_command
+
+    cmd = peer_worker_command(
+        model, args.peers_batch, args.peers_steps, args.threads, args.cpu_allocator, ATOMS
+    )
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.peers_timeout
+        )
+    except subprocess.TimeoutExpired:
+        return {"model": model, "error": f"no result within {args.peers_timeout:.0f} s"}
+    wall = time.perf_counter() - t0
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines or not lines[-1].startswith("{"):
+        return {"model": model, "error": _worker_failure(proc.returncode, proc.stderr)}
+    return {**json.loads(lines[-1]), "wall_s": wall}
+
+
+def _peers_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs of one model merged: medians over every round's steps, the largest peak RSS,
+    the first run's FLOPs; or the first error."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return {"error": runs[0]["error"] if runs else "not run"}
+    first = ok[0]
+    out: dict[str, Any] = {
+        k: first[k] for k in ("params", "graphs", "atoms", "edges", "line_graph_edges")
+    }
+    for phase in ("train", "infer"):
+        times = [t for r in ok for t in r[phase]["times"]]
+        med = float(np.median(times))
+        out[phase] = {
+            "median_s": med,
+            "graphs_per_s": first["graphs"] / med,
+            "gflop_per_step": first[phase]["flops"] / 1e9,
+            "steps": len(times),
+        }
+    out["peak_rss_gb"] = max(r["peak_rss_mb"] for r in ok) / 1024
+    out["rss_built_gb"] = max(r["rss_built_mb"] for r in ok) / 1024
+    out["failed_runs"] = [r["error"] for r in runs if "error" in r]
+    return out
+
+
+def _peers_ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    train = ours["train"]["graphs_per_s"] / peer["train"]["graphs_per_s"]
+    rss = ours["peak_rss_gb"] / peer["peak_rss_gb"]
+    return {
+        "params": ours["params"] / peer["params"],
+        "train_graphs_per_s": train,
+        "infer_graphs_per_s": ours["infer"]["graphs_per_s"] / peer["infer"]["graphs_per_s"],
+        "train_gflop_per_step": ours["train"]["gflop_per_step"] / peer["train"]["gflop_per_step"],
+        "infer_gflop_per_step": ours["infer"]["gflop_per_step"] / peer["infer"]["gflop_per_step"],
+        "peak_rss": rss,
+        "train_target_met": train >= PEERS_TRAIN_TARGET,
+        "rss_target_met": rss <= 1.0,
+    }
+
+
+def _same_batch(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Whether every successful worker measured the same crystals and graphs."""
+    keys = ("record_ids", "atoms", "edges", "line_graph_edges", "threads")
+    ok = [r for rs in runs.values() for r in rs if "error" not in r]
+    seen = {json.dumps([r[k] for k in keys]) for r in ok}
+    return "yes (crystals, edges, line-graph edges, threads)" if len(seen) <= 1 else "NO: differ"
+
+
+def bench_peers(args: argparse.Namespace) -> SectionResult:
+    """D-ALIGNN vs the alignn package (PyPI): graphs/s, GFLOP/step, peak RSS, same batch.
+
+    One subprocess per model and round (:func:`dos_bench.bench_utils.peer_worker`), so that
+    each peak RSS is one model's; rounds alternate the models (ABBA) and the step times are
+    pooled into medians. A worker killed by a signal or failing is one row of the table."""
+    from dos_bench.bench_utils import PEER_HINT, alignn_peer_version
+
+    try:
+        version = alignn_peer_version()
+    except ImportError as exc:
+        msg = f"skipped: alignn not importable ({exc}); {PEER_HINT}"
+        progress(f"peers: {msg}")
+        return SectionResult([Metric("alignn (PyPI)", msg)], {"skipped": msg})
+    load0 = load_average()
+    order = list(PEERS_LABELS)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in order}
+    for rnd in range(args.peers_rounds):  # ABBA: load drift falls on both models
+        for model in order if rnd % 2 == 0 else order[::-1]:
+            if any("error" in r for r in runs[model]):
+                continue  # a model killed once (e.g. out of memory) is not run again
+            r = _peers_worker_run(model, args)
+            runs[model].append(r)
+            if "error" in r:
+                progress(f"peers round {rnd + 1}: {model} FAILED: {r['error']}")
+                continue
+            progress(
+                f"peers round {rnd + 1}: {model} train {r['train']['median']:.3f} s, infer "
+                f"{r['infer']['median']:.3f} s, peak RSS {r['peak_rss_mb'] / 1024:.2f} GB, "
+                f"{r['wall_s']:.0f} s, load {load_average()[0]:.2f}"
+            )
+    load1 = load_average()
+    summary = {m: _peers_summary(runs[m]) for m in order}
+    rows = []
+    for m in order:
+        s = summary[m]
+        if "error" in s:
+            rows.append([PEERS_LABELS[m], *["-"] * 8, s["error"]])
+            continue
+        tr, inf = s["train"], s["infer"]
+        rows.append(
+            [
+                PEERS_LABELS[m],
+                f"{s['params'] / 1e6:.2f}M",
+                f"{tr['median_s']:.3f}",
+                f"{tr['graphs_per_s']:.2f}",
+                f"{tr['gflop_per_step']:.1f}",
+                f"{inf['median_s']:.3f}",
+                f"{inf['graphs_per_s']:.2f}",
+                f"{inf['gflop_per_step']:.1f}",
+                f"{s['peak_rss_gb']:.2f} ({s['rss_built_gb']:.2f})",
+                "; ".join(s["failed_runs"]),
+            ]
+        )
+    ours, peer = summary["d_alignn"], summary["alignn"]
+    target = f">= {PEERS_TRAIN_TARGET:.1f}x train graphs/s, peak RSS <= 1.00x"
+    ratios: dict[str, Any] | None = None
+    if "error" not in ours and "error" not in peer:
+        ratios = _peers_ratios(ours, peer)
+        checks = (("train", "train_target_met"), ("RSS", "rss_target_met"))
+        missed = [name for name, key in checks if not ratios[key]]
+        verdict = "met" if not missed else "MISSED " + "+".join(missed)
+        rows.append(
+            [
+                "D-ALIGNN / alignn",
+                f"{ratios['params']:.2f}x",
+                "",
+                f"{ratios['train_graphs_per_s']:.2f}x",
+                f"{ratios['train_gflop_per_step']:.2f}x",
+                "",
+                f"{ratios['infer_graphs_per_s']:.2f}x",
+                f"{ratios['infer_gflop_per_step']:.2f}x",
+                f"{ratios['peak_rss']:.2f}x",
+                f"{target}: {verdict}",
+            ]
+        )
+    ok = [r for rs in runs.values() for r in rs if "error" not in r]
+    shape = "-"
+    if ok:
+        a = ok[0]["atoms_per_crystal"]
+        shape = (
+            f"{ok[0]['graphs']} toy_edos crystals of {a[0]}-{a[2]} atoms ({ok[0]['atoms']} in "
+            f"all), {ok[0]['edges']:,} edges, {ok[0]['line_graph_edges']:,} line-graph edges"
+        )
+    metrics = [
+        Metric(
+            "workload",
+            f"batch {args.peers_batch}: {shape}; d_alignn recipe (line graph cached), "
+            f"{OUT_DIM} outputs, {args.threads} threads, cpu_allocator {args.cpu_allocator}",
+        ),
+        Metric(
+            "timing",
+            f"one subprocess per model and round, {args.peers_rounds} round(s) alternating "
+            f"(ABBA); per run 1 FLOP-counted warm-up + {args.peers_steps} timed steps per phase; "
+            "medians over the rounds",
+        ),
+        Metric("same batch in every subprocess", _same_batch(runs)),
+        Metric("alignn version", version),
+    ]
+    if ratios is not None:
+        metrics += [
+            Metric(
+                "D-ALIGNN / alignn",
+                f"train graphs/s {ratios['train_graphs_per_s']:.2f}x, infer "
+                f"{ratios['infer_graphs_per_s']:.2f}x, peak RSS {ratios['peak_rss']:.2f}x",
+            ),
+            Metric(
+                "train graphs/s, D-ALIGNN / alignn",
+                f"{ratios['train_graphs_per_s']:.2f}",
+                "x",
+                f">= {PEERS_TRAIN_TARGET:.1f}",
+                ratios["train_target_met"],
+            ),
+            Metric(
+                "peak RSS, D-ALIGNN / alignn",
+                f"{ratios['peak_rss']:.2f}",
+                "x",
+                "<= 1.00",
+                ratios["rss_target_met"],
+            ),
+        ]
+    else:
+        failed = "; ".join(f"{m}: {summary[m]['error']}" for m in order if "error" in summary[m])
+        metrics.append(Metric("D-ALIGNN / alignn", f"not compared ({failed})", target=target))
+    metrics.append(
+        Metric("load average before / after (1 min)", f"{load0[0]:.2f} / {load1[0]:.2f}")
+    )
+    header = [
+        "model", "params", "train s", "train graphs/s", "train GFLOP/step", "infer s",
+        "infer graphs/s", "infer GFLOP/step", "peak RSS GB (built)", "target",
+    ]  # fmt: skip
+    note = (
+        "peak RSS: VmHWM of the model's subprocess (interpreter, data, model, AdamW state and "
+        "the steps); built: VmRSS before its first step.  GFLOP: "
+        "torch.utils.flop_counter.FlopCounterMode,\none step, matmul/conv ops only.  peer: "
+        "alignn.models.alignn_atomwise_pure.ALIGNNAtomWisePure at D-ALIGNN's sizes (see "
+        "dos_bench.bench_utils.build_alignn_peer for what still\ndiffers: LayerNorm, layer "
+        "order, one output layer, angles recomputed per step)."
+    )
+    details = {
+        "alignn_version": version,
+        "workload": {
+            "batch_size": args.peers_batch,
+            "atoms": ATOMS,
+            "steps": args.peers_steps,
+            "rounds": args.peers_rounds,
+            "threads": args.threads,
+            "cpu_allocator": args.cpu_allocator,
+        },
+        "summary": summary,
+        "ratios": ratios,
+        "targets": {"train_graphs_per_s_ratio": PEERS_TRAIN_TARGET, "peak_rss_ratio": 1.0},
+        "runs": runs,
+        "load_average": {"before": load0, "after": load1},
+    }
+    return SectionResult(metrics, details, [Table("peers", header, rows, note)])
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], SectionResult]] = {
     "graphs": bench_graphs,
     "models": bench_models,
     "pipeline": bench_pipeline,
     "allocator": bench_allocator,
+    "alignn": bench_alignn,
+    "attention": bench_attention,
+    "compile": bench_compile,
+    "peers": bench_peers,
 }
 """Benchmark sections by name, run in this order by default."""
 
@@ -1141,6 +1661,34 @@ def main(argv: list[str] | None = None) -> int:
         help="graphs/models/pipeline: the training default (retain: glibc keeps freed memory, "
         "see dos_bench/allocator.py) or the C library's own policy",
     )
+    parser.add_argument("--alignn-batch", type=int, default=BATCH_SIZE, help="alignn: batch")
+    parser.add_argument(
+        "--alignn-steps", type=int, default=None, help="alignn: timed steps per run (4; quick 2)"
+    )
+    parser.add_argument(
+        "--attn-steps", type=int, default=None, help="attention: timed steps per variant (4; 2)"
+    )
+    parser.add_argument(
+        "--compile-batch", type=int, default=16, help="compile: materials per batch (16)"
+    )
+    parser.add_argument(
+        "--compile-steps", type=int, default=None, help="compile: timed steps (3; quick 2)"
+    )
+    parser.add_argument(
+        "--compile-timeout", type=float, default=1800.0, help="compile: seconds per model"
+    )
+    parser.add_argument(
+        "--peers-steps", type=int, default=None, help="peers: timed steps per model (4; quick 2)"
+    )
+    parser.add_argument(
+        "--peers-batch", type=int, default=None, help="peers: crystals per batch (64; quick 16)"
+    )
+    parser.add_argument(
+        "--peers-rounds", type=int, default=1, help="peers: subprocesses per model, alternating"
+    )
+    parser.add_argument(
+        "--peers-timeout", type=float, default=7200.0, help="peers: seconds per subprocess"
+    )
     parser.add_argument("--list", action="store_true", help="list the sections and exit")
     args = parser.parse_args(argv)
     if args.omp_wait_policy != "default":
@@ -1155,6 +1703,11 @@ def main(argv: list[str] | None = None) -> int:
         "min_steps": (1, 2),
         "pipeline_steps": (3, 6),
         "alloc_steps": (5, 8),
+        "alignn_steps": (2, 4),
+        "attn_steps": (2, 4),
+        "compile_steps": (2, 3),
+        "peers_steps": (2, 4),
+        "peers_batch": (16, BATCH_SIZE),
     }
     for key, (q, full) in defaults.items():
         if getattr(args, key) is None:
