@@ -249,7 +249,8 @@ def build_case(
 
 # ------------------------------------------------------------------------------ peers
 PEER_HINT = (
-    "pip install alignn pydantic-settings (its pure-PyTorch ALIGNNAtomWisePure needs no DGL)"
+    'pip install -e ".[peers]" (alignn + pydantic-settings; its pure-PyTorch '
+    "ALIGNNAtomWisePure needs no DGL)"
 )
 
 
