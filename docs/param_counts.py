@@ -299,6 +299,7 @@ ROWS = [  # (label, dos_bench overrides, points)
     ("AE-ALIGNN, latent 12", "model=ae_alignn", 12),
     ("MLP, Energy ✗", f"model=mlp {M200}", 201),
     ("Graph Network, Energy ✗", f"model=graph_network {M200}", 201),
+    ("Graph Network, d = 128 (default)", "model=graph_network_small", 300),
     ("E3NN / E3NN-new", "model=e3nn", 51),
     ("MLP, Energy ✓", f"model=mlp_energy {M200}", 201),
     ("Graph Network, Energy ✓", f"model=graph_network_energy {M200}", 201),

@@ -35,7 +35,7 @@ def test_dos_train_help_describes_gives_examples_then_groups(tmp_path):
         if p.is_dir() and any(p.glob("*.yaml")) and p.relative_to(CONF_DIR).parts[0] != "hydra"
     }
     assert set(rows) == on_disk - {"hparams_search"}
-    assert "toy_edos*" in rows["dataset"] and "graph_network*" in rows["model"]
+    assert "toy_edos*" in rows["dataset"] and "graph_network_small*" in rows["model"]
     assert "hparams_search: " in text.split("== Not a training group ==")[1]
 
 

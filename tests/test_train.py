@@ -48,7 +48,7 @@ def test_train_default_two_epochs(make_cfg, tmp_path):
     run = Path(cfg.paths.output_dir)
     m2 = _check_run_dir(run, 300)
     assert m2 == json.loads(json.dumps(m))
-    assert m["dataset"] == "toy_edos" and m["model"] == "graph_network"
+    assert m["dataset"] == "toy_edos" and m["model"] == "graph_network_small"
     assert m["timing"]["n_train_epochs"] == 2 and m["timing"]["train_epoch_s"] > 0
     assert m["selection"]["monitor"] == "val/mae" and m["selection"]["checkpoint"]
     assert m["seeds"] == {"train": 0, "split": 0, "data": 0}

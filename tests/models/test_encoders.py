@@ -443,7 +443,8 @@ def test_alignn_dos_element_table() -> None:
 
 def test_graph_network_edge_update_is_the_papers_concatenation() -> None:
     """The per-atom split of ψ_edge's first layer computes ψ_edge([h_j, h_i, b_ij]) exactly
-    (DOSTransformer A.3), so published-style checkpoints and the formula stay valid."""
+    (DOSTransformer A.3), so published-style checkpoints and the formula stay valid; so does the
+    last layer's sum taken before ψ_edge's output layer (values and gradients)."""
     from types import SimpleNamespace
 
     from dos_bench.models.encoders.graph_network import GraphNetworkEncoder
@@ -464,4 +465,11 @@ def test_graph_network_edge_update_is_the_papers_concatenation() -> None:
         m = edge_mlp(torch.cat([h[src], h[dst], e], dim=-1))  # the atoms sum the update m
         h = h + node_mlp(torch.cat([h, torch.zeros_like(h).index_add_(0, dst, m)], dim=-1))
         e = e + m
-    torch.testing.assert_close(enc(b).node, h, rtol=1e-12, atol=1e-12)
+    out = enc(b).node
+    torch.testing.assert_close(out, h, rtol=1e-12, atol=1e-12)
+    params = list(enc.parameters())
+    probe = torch.randn_like(h)
+    grads = torch.autograd.grad((out * probe).sum(), params)
+    expected = torch.autograd.grad((h * probe).sum(), params)
+    for g, r in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)

@@ -52,6 +52,7 @@ SUPERCELL = {
     "mlp": "sum",
     "mlp_energy": "sum",
     "graph_network": "sum",
+    "graph_network_small": "sum",
     "graph_network_energy": "sum",
     "dostransformer": "sum",
     "e3nn_orig": "sum",

@@ -77,16 +77,24 @@ class GraphNetworkEncoder(nn.Module):
         src, dst = batch.edge_index
         h = self.node_enc(batch.x)
         b = self.edge_enc(self.rbf(batch.edge_dist))
-        for edge_mlp, node_mlp in zip(self.edge_mlps, self.node_mlps, strict=True):
-            m = self._edge_update(edge_mlp, h, b, src, dst)
-            agg = torch.zeros_like(h).index_add_(0, dst, m)  # Σ of the updates, not of b + m
+        last = len(self.edge_mlps) - 1
+        for layer, (edge_mlp, node_mlp) in enumerate(
+            zip(self.edge_mlps, self.node_mlps, strict=True)
+        ):
+            a = self._edge_hidden(edge_mlp, h, b, src, dst)
+            if layer < last:
+                m = edge_mlp[-1](a)
+                agg = torch.zeros_like(h).index_add_(0, dst, m)  # Σ of the updates, not of b + m
+                b = b + m
+            else:
+                agg = self._summed_update(edge_mlp[-1], a, dst, h.shape[0])
             h = h + node_mlp(torch.cat([h, agg], dim=-1))
-            b = b + m
         return EncoderOutput(h, batch.batch, self.pool(h, batch.batch, size=batch.num_graphs))
 
     @staticmethod
-    def _edge_update(mlp: nn.Sequential, h: Tensor, b: Tensor, src: Tensor, dst: Tensor) -> Tensor:
-        """``ψ_edge([h_j, h_i, b_ij])`` without building the ``(E, 3d)`` concatenation.
+    def _edge_hidden(mlp: nn.Sequential, h: Tensor, b: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+        """``ψ_edge([h_j, h_i, b_ij])`` up to its output layer, without building the ``(E, 3d)``
+        concatenation.
 
         The first linear layer splits as ``W_j h_j + W_i h_i + W_b b_ij + c``: the atom terms are
         computed once per atom and gathered per edge (E ≈ 12 n), which is exactly the same
@@ -99,7 +107,18 @@ class GraphNetworkEncoder(nn.Module):
         atom_j = h @ w[:, :d].t()
         atom_i = h @ w[:, d : 2 * d].t()
         z = torch.addmm(first.bias, b, w[:, 2 * d :].t())
-        z = z + atom_j.index_select(0, src) + atom_i.index_select(0, dst)
-        for layer in mlp[1:]:
+        # in place: addmm's output is not saved for its backward
+        z = z.add_(atom_j.index_select(0, src)).add_(atom_i.index_select(0, dst))
+        for layer in mlp[1:-1]:
             z = layer(z)
         return z
+
+    @staticmethod
+    def _summed_update(out: nn.Linear, a: Tensor, dst: Tensor, n: int) -> Tensor:
+        """``Σ_{j∈N(i)} m_ij`` of the last layer, where the per-edge updates are not needed (no
+        later layer reads the bonds): ψ_edge's output layer is affine, so
+        ``Σ_j (W a_ij + c) = W (Σ_j a_ij) + deg_i c`` — the same sum with the ``(2d → d)`` layer
+        applied to n atoms instead of E ≈ 12 n edges."""
+        summed = a.new_zeros(n, a.shape[-1]).index_add_(0, dst, a)
+        deg = a.new_zeros(n).index_add_(0, dst, a.new_ones(dst.shape[0]))
+        return torch.addmm(deg[:, None] * out.bias, summed, out.weight.t())
