@@ -1684,7 +1684,7 @@ def main(argv: list[str] | None = None) -> int:
         "--peers-batch", type=int, default=None, help="peers: crystals per batch (64; quick 16)"
     )
     parser.add_argument(
-        "--peers-rounds", type=int, default=1, help="peers: subprocesses per model, alternating"
+        "--peers-rounds", type=int, default=2, help="peers: subprocesses per model, ABBA (2)"
     )
     parser.add_argument(
         "--peers-timeout", type=float, default=7200.0, help="peers: seconds per subprocess"
@@ -1725,7 +1725,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import torch_geometric
 
-    from dos_bench.training.allocator import configure_cpu_allocator
+    from dos_bench.training.allocator import configure_cpu_allocator, release_free_memory
 
     configure_cpu_allocator(args.cpu_allocator)
     env = {
@@ -1760,6 +1760,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         result = SECTIONS[name](args)
         elapsed = time.perf_counter() - t0
+        # the in-process sections (models) leave gigabytes that cpu_allocator=retain keeps for
+        # reuse: hand them back, or the subprocesses of the next sections run out of memory
+        gc.collect()
+        release_free_memory()
         if result.metrics or result.tables:
             _report(f"{name} ({elapsed:.1f} s, {threads} thread(s), {cpus})", result)
             print(f"-> {_write(args.out, name, sec_env, result)}")

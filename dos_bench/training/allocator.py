@@ -81,6 +81,15 @@ def configure_cpu_allocator(mode: str = "retain") -> bool:
     return ok
 
 
+def release_free_memory() -> bool:
+    """Hand the memory glibc keeps for reuse back to the system (``malloc_trim(0)``), e.g.
+    between the models of a benchmark that runs them one after another in one process; with
+    ``cpu_allocator=retain`` it is otherwise kept until the process ends. Returns ``True`` when
+    glibc released some."""
+    libc = _glibc()
+    return bool(libc.malloc_trim(0)) if libc is not None and hasattr(libc, "malloc_trim") else False
+
+
 def configure_cpu(num_threads: int | None, allocator: str = "retain") -> None:
     """A training process's CPU settings: ``num_threads`` torch threads (``None``: torch's
     default) and the allocator policy (:func:`configure_cpu_allocator`)."""

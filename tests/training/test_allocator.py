@@ -67,3 +67,39 @@ def test_retain_stops_steps_from_faulting_their_memory_in_again():
 def test_unknown_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="cpu_allocator"):
         configure_cpu_allocator("jemalloc")
+
+
+TRIM_PROBE = """
+import json, sys
+import torch
+from dos_bench.training.allocator import configure_cpu_allocator, release_free_memory
+
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+
+configure_cpu_allocator("retain")
+x = torch.ones(400, 1024, 1024)  # 1.6 GB from the heap (no mmap under retain)
+held = rss_mb()
+del x
+kept = rss_mb()
+released = release_free_memory()
+print(json.dumps({"held": held, "kept": kept, "after": rss_mb(), "released": released}))
+"""
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or not platform.libc_ver()[0].startswith("glibc"),
+    reason="the policy acts on glibc malloc only",
+)
+def test_release_free_memory_hands_retained_memory_back():
+    # make bench runs models one after another in one process and then starts subprocesses:
+    # what retain kept must go back to the system in between, or they run out of memory
+    out = subprocess.run(
+        [sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["kept"] > r["held"] - 100  # retain: freeing the tensor keeps its pages
+    assert r["released"] and r["after"] < r["kept"] - 1000, r
