@@ -119,7 +119,7 @@ def gated_library() -> ctypes.CDLL | None:
         "dos_bn_silu_residual": [f32, f32, f32, f32, n, n, f32, ctypes.c_int],
         "dos_bn_silu_grad_sums": [f32, f32, f32, f32, f32, f32, n, n, f64, ctypes.c_int],
         "dos_gated_backward": [f32, f32, f32, f32, f32, f32, f32, i64, i64, n, n, n, f32, f32,
-                               f32, f32, ctypes.c_int],
+                               f32, f32, f32, ctypes.c_int],
     }  # fmt: skip
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)

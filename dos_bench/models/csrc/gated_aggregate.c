@@ -145,7 +145,9 @@ int dos_bn_silu_grad_sums(const float *G, const float *M, const float *A, const 
     return 0;
 }
 
-/* GS, GP: (n_src, d) zeroed; GQ: (n_dst, d); GM: (T, d) written. GOUT may be NULL; so may G_E,
+/* GS, GP: (n_src, d) zeroed; GQ: (n_dst, d); GM: (T, d) written. GIN (may be NULL): a copy of
+ * G_E, written while its rows are in cache, for the caller to add the projection's gradient to
+ * in place. GOUT may be NULL; so may G_E,
  * the gradient of the edge update e' = e + silu(bn(m)), whose BatchNorm gradient is added to m's:
  * BN (6 d floats) = A, B (as dos_bn_silu_residual), MEAN, INVSTD, C1, C2 with
  * dm = A (g_y - C1 - xhat C2) (C1 = mean of g_y, C2 = mean of g_y xhat with batch statistics,
@@ -154,7 +156,7 @@ int dos_gated_backward(const float *GOUT, const float *G_E, const float *BN, con
                        const float *P,
                        const float *OUT, const float *DEN, const int64_t *src,
                        const int64_t *ptr, int64_t n_dst, int64_t n_src, int64_t d,
-                       float *GM, float *GS, float *GP, float *GQ, int n_threads) {
+                       float *GM, float *GS, float *GP, float *GQ, float *GIN, int n_threads) {
     if (n_threads < 1) n_threads = 1;
     const size_t plane = (size_t)n_src * (size_t)d;
     float *bufs = NULL;
@@ -192,6 +194,7 @@ int dos_gated_backward(const float *GOUT, const float *G_E, const float *BN, con
                 /* two loops rather than a test inside one: the vectoriser keeps both straight */
                 if (G_E) {
                     const float *ge = G_E + t * d;
+                    if (GIN) memcpy(GIN + t * d, ge, (size_t)d * sizeof(float));
                     const float *A = BN, *B = BN + d, *MU = BN + 2 * d, *IS = BN + 3 * d;
                     const float *C1 = BN + 4 * d, *C2 = BN + 5 * d;
 #pragma omp simd

@@ -489,18 +489,20 @@ class _GatedConvNative(torch.autograd.Function):
         gm = torch.empty_like(m)
         g_s, g_p = p.new_zeros(n_src, d), p.new_zeros(n_src, d)
         g_q = out.new_empty(n_dst, d)
+        # e enters both the projection and the residual of the update: its gradient is
+        # g_e + dm W, accumulated in place on a copy of g_e the kernel writes as it reads g_e
+        g_in = torch.empty_like(m) if g_e is not None and ctx.needs_input_grad[3] else None
         rc = lib.dos_gated_backward(
             _f32(g_out), _f32(g_e), _f32(bn_block), _f32(m), _f32(p), _f32(out), _f32(den),
             _i64(src), _i64(ptr), n_dst, n_src, d, _f32(gm), _f32(g_s), _f32(g_p), _f32(g_q),
-            threads,
+            _f32(g_in), threads,
         )  # fmt: skip
         if rc != 0:
             raise MemoryError("edge-gated backward: cannot allocate its per-thread buffers")
-        # e enters both the projection and the residual of the update
-        if ctx.needs_input_grad[3]:
-            g_in = torch.addmm(g_e, gm, weight) if g_e is not None else gm @ weight
-        else:
-            g_in = None
+        if g_in is not None:  # out= rather than addmm_: torch's FLOP counter knows this one
+            torch.addmm(g_in, gm, weight, out=g_in)
+        elif ctx.needs_input_grad[3]:
+            g_in = gm @ weight
         g_w = gm.t() @ e if ctx.needs_input_grad[4] else None
         # sum over edges of dm = sum over targets of their edges' dm (the kernel's g_q)
         g_b = g_q.sum(0) if ctx.needs_input_grad[5] else None
