@@ -810,28 +810,29 @@ def _compile_steps_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _step_options(
+    p: argparse.ArgumentParser, steps: int, warmup: int, batch_size: int, allocator: str
+) -> None:
+    """The options every step-timing subcommand shares, with its defaults."""
+    p.add_argument("--model", default="graph_network")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--atoms", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cpu-allocator", choices=("retain", "system"), default=allocator)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dos_bench.bench_utils")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train-steps", help="time training steps of one model; JSON on stdout")
-    p.add_argument("--model", default="graph_network")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--atoms", type=int, default=20)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--cpu-allocator", choices=("retain", "system"), default="system")
+    _step_options(p, steps=20, warmup=2, batch_size=64, allocator="system")
     p.add_argument(
         "--override", action="append", default=[], help="Hydra override of the model config"
     )
     c = sub.add_parser("compile-steps", help="eager vs torch.compile training steps; JSON")
-    c.add_argument("--model", default="graph_network")
-    c.add_argument("--steps", type=int, default=3)
-    c.add_argument("--warmup", type=int, default=1)
-    c.add_argument("--batch-size", type=int, default=16)
-    c.add_argument("--atoms", type=int, default=20)
-    c.add_argument("--threads", type=int, default=2)
-    c.add_argument("--cpu-allocator", choices=("retain", "system"), default="retain")
+    _step_options(c, steps=3, warmup=1, batch_size=16, allocator="retain")
     args = parser.parse_args(argv)
     if args.cmd == "compile-steps":
         return _compile_steps_cli(args)
