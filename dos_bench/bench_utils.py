@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import gc
 import json
+import math
 import os
 import statistics
 import sys
@@ -481,13 +482,78 @@ def frozen(model: Any) -> Iterator[None]:
             p.requires_grad_(f)
 
 
+def attention_pairs(n_q: int, n_k: int, causal: bool) -> int:
+    """Query-key pairs one head of scaled dot-product attention scores.
+
+    Causal attention (torch's ``is_causal``: query ``i`` sees keys ``j <= i``, top-left aligned
+    when ``n_q != n_k``) scores only the triangle, ``sum_i min(i + 1, n_k)`` pairs; otherwise
+    every ``n_q * n_k`` pair (a boolean or additive ``attn_mask`` is applied to the full
+    square, so it is counted in full).
+    """
+    if not causal:
+        return n_q * n_k
+    if n_q <= n_k:
+        return n_q * (n_q + 1) // 2
+    return n_k * (n_k + 1) // 2 + (n_q - n_k) * n_k
+
+
+def _cpu_flash_forward_flops(
+    query: Sequence[int],
+    key: Sequence[int],
+    value: Sequence[int],
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """``aten::_scaled_dot_product_flash_attention_for_cpu``: the two matmuls
+    ``S = Q K^T`` and ``O = P V`` over the scored pairs (:func:`attention_pairs`).
+    ``query``/``key``/``value`` are shapes ``(..., n, d)`` (FlopCounterMode passes shapes)."""
+    batch = math.prod(query[:-2])
+    pairs = attention_pairs(query[-2], key[-2], bool(is_causal))
+    return 2 * batch * pairs * (query[-1] + value[-1])
+
+
+def _cpu_flash_backward_flops(
+    grad_out: Sequence[int],
+    query: Sequence[int],
+    key: Sequence[int],
+    value: Sequence[int],
+    out: Sequence[int],
+    logsumexp: Sequence[int],
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """Its backward: ``dV = P^T dO``, ``dP = dO V^T``, ``dQ = dS K``, ``dK = dS^T Q`` — twice
+    the forward (the kernel's recomputation of ``S`` is not counted, as in torch's own
+    attention formulas)."""
+    return 2 * _cpu_flash_forward_flops(query, key, value, dropout_p, is_causal)
+
+
 def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
     """FLOPs of one call of ``fn`` (matmul/conv/attention ops only: FlopCounterMode has no
     formulas for elementwise, reduction, scatter or index ops), its wall time (the counter adds
-    dispatch overhead) and the FLOPs per operator."""
+    dispatch overhead) and the FLOPs per operator.
+
+    torch 2.13's FlopCounterMode knows the GPU attention kernels but not the fused CPU one
+    (``_scaled_dot_product_flash_attention_for_cpu`` and its backward, which it counts as
+    zero); those are counted here with the same convention as torch's GPU formulas, except
+    that causal attention counts only the scored triangle (:func:`attention_pairs`), not the
+    full square. The unfused (math) path is counted through its ``bmm`` calls, in full.
+    """
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    aten = torch.ops.aten
+    counter = FlopCounterMode(
+        display=False,
+        custom_mapping={
+            aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_forward_flops,
+            aten._scaled_dot_product_flash_attention_for_cpu_backward: (_cpu_flash_backward_flops),
+        },
+    )
     t0 = time.perf_counter()
     with counter:
         fn()

@@ -516,7 +516,8 @@ def _models_fp32_table(rows: list[dict[str, Any]], peak: float) -> Table:
     note = (
         "eff % = counted FLOP / best step time / fp32 torch.mm 2048x2048 peak measured just "
         "before the model (best of 5; the load changes).  FLOPs: "
-        "torch.utils.flop_counter.FlopCounterMode, one step: matmul/conv/attention ops only\n"
+        "dos_bench.bench_utils.count_flops (torch's FlopCounterMode + the fused CPU attention "
+        "kernel, causal attention as its triangle),\none step: matmul/conv/attention ops only "
         "(scatter, gather, index, elementwise and norm ops count zero, though they take time).  "
         "train = target encode + forward + link + MSE + backward + AdamW step.  steps = timed "
         "train/infer steps after warm-up (graphs/s: median, best in brackets)."
@@ -1132,8 +1133,10 @@ def bench_attention(args: argparse.Namespace) -> SectionResult:
             case.release()
         med = {p: float(np.median(t)) for p, t in times.items()}
         peak = max(peaks)
-        eff = {p: flops[p] / med[p] / peak for p in cases}
         off, on = min(cases), max(cases)
+        # useful work: the fused path's count for both (the unfused path scores the full square
+        # of a causal attention and masks half of it away)
+        eff = {p: flops[off] / med[p] / peak for p in cases}
         target = EFF_TARGETS.get(name, EFF_TARGET_TRANSFORMER)
         details[name] = {
             "configured": configured,
@@ -1179,9 +1182,12 @@ def bench_attention(args: argparse.Namespace) -> SectionResult:
         "kernel: fused = aten::_scaled_dot_product_flash_attention_for_cpu, math = the unfused "
         "softmax(QK^T)V path, the only CPU path with dropout on the attention probabilities.\n"
         "attention dropout acts in training only: inference always runs the fused kernel.\n"
-        "of mm peak: FLOPs counted by torch's FlopCounterMode (matmuls and attention, causal "
-        "attention counted in full) per median step, over the best 2048x2048 fp32 torch.mm rate "
-        "measured just before and after this model's steps."
+        "of mm peak: FLOPs counted by dos_bench.bench_utils.count_flops (torch's FlopCounterMode "
+        "for matmuls, plus the fused CPU attention kernel, which torch counts as zero; causal "
+        "attention counts its scored triangle, not the full square) per median step, over the "
+        "best 2048x2048 fp32 torch.mm rate "
+        "measured just before and after this model's steps; both columns divide the fused "
+        "path's FLOPs (the unfused one computes the masked half of a causal attention too)."
     )
     details["load_average"] = {"before": load0, "after": load1}
     return SectionResult(metrics, details, [Table("attention dropout", header, rows, note)])
