@@ -225,6 +225,24 @@ def test_seq_transformer_causal_option_changes_information_flow() -> None:
     assert not torch.allclose(c[:, :-1], b[:, :-1])
 
 
+def test_seq_transformer_decoder_input_is_the_linear_layer_on_the_concatenation() -> None:
+    """The split product (positions once, crystal context once) is the paper's input layer
+    ``LeakyReLU(W [sqrt(d) s_i; h_x] + b)`` on the concatenated input, values and gradients."""
+    torch.manual_seed(0)
+    head = SeqTransformerHead(NODE, GRAPH, M, d_model=16, n_layers=1, n_heads=2, d_ff=16).double()
+    graph = torch.randn(4, GRAPH, dtype=torch.float64, requires_grad=True)
+    pos = (head.pos.weight * head.scale).unsqueeze(0).expand(4, -1, -1)
+    concat = torch.cat([pos, graph.unsqueeze(1).expand(-1, M, -1)], dim=-1)  # (B, M, d + G)
+    ref = torch.nn.functional.leaky_relu(head.inp(concat))
+    out = head.decoder_input(graph)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(ref)
+    params = [graph, head.pos.weight, head.inp.weight, head.inp.bias]
+    torch.testing.assert_close(
+        torch.autograd.grad(out, params, g), torch.autograd.grad(ref, params, g), rtol=0, atol=1e-12
+    )
+
+
 # ------------------------------------------------------------------------------ rnn
 def test_rnn_chunk_truncation_and_steps() -> None:
     head = RNNHead(NODE, GRAPH, 51, hidden=8, chunk=17, attention=True)
