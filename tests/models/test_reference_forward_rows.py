@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from dos_bench.io import ConfigError
 from dos_bench.models.encoders.alignn import ALIGNNEncoder
 from dos_bench.models.encoders.gatgnn import GATGNNEncoder
 from dos_bench.models.encoders.mlp import MLPEncoder
@@ -441,23 +442,26 @@ def test_unimp_matches_reference(beta: bool, aggregate_at: str) -> None:
     assert_differs(out.node, reference_unimp(p, batch, 3, beta, other)[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Xtal2DoS §2.2 (docs/papers/xtal2dos.md §3.3 [P]): the crystal vector h_x is the mean of "
-        "the node embeddings; dos_bench's UniMP graph vector is the code's [mean; "
-        "LeakyReLU(W_c comp)] (2·hidden), with no option for the paper's h_x, while "
-        "docs/models.md lists it under 'From the code (paper silent)'"
-    ),
-)
-def test_unimp_crystal_vector_is_the_published_mean_of_atoms() -> None:
-    enc = randomise(UniMPEncoder(IN_DIM, hidden=D3, channels=C3, heads=H3, n_layers=3), 3)
+def test_unimp_crystal_vector_mean_is_the_published_mean_of_atoms() -> None:
+    """``crystal_vector=mean``: h_x = (1/n) Σ_i h_i^L (Xtal2DoS eq. 7), no composition
+    embedding built; the default stays the code's [mean; composition embedding]."""
+    enc = randomise(
+        UniMPEncoder(IN_DIM, hidden=D3, channels=C3, heads=H3, n_layers=3, crystal_vector="mean"),
+        3,
+    )
+    assert enc.embed_comp is None and enc.graph_dim == D3
     batch = hand_batch()
     with torch.no_grad():
         out = enc(batch)
     mean = torch.stack([out.node[rows].mean(0) for rows in crystal_rows(batch)])
     torch.testing.assert_close(out.graph, mean, **TOL)
+    default = UniMPEncoder(IN_DIM, hidden=D3, channels=C3, heads=H3, n_layers=3)
+    assert default.crystal_vector == "mean_composition" and default.graph_dim == 2 * D3
+
+
+def test_unimp_crystal_vector_rejects_an_unknown_choice() -> None:
+    with pytest.raises(ConfigError, match="model.encoder.crystal_vector must be one of"):
+        UniMPEncoder(IN_DIM, hidden=D3, channels=C3, heads=H3, crystal_vector="sum")
 
 
 # ------------------------------------------------------------ attention, written per crystal

@@ -31,8 +31,10 @@ f_LN are skipped"), and BN + activation + dropout follow every layer (paper §4.
 followed by batch normalization and a non-linear activation"; code).
 
 Widths (code): 512 → 4 heads × 16 (concat, 64) → 4 × 16 (64) → 512 (4 heads averaged); the
-code's unused ``conv3`` is not built.  Crystal embedding = [mean over atoms of :math:`h^L`;
-:math:`c`] (1024-d, the code's crystal context); node embeddings :math:`h^L` (512).
+code's unused ``conv3`` is not built.  Node embeddings :math:`h^L` (512).  Crystal embedding
+(``crystal_vector``): ``mean_composition`` (default) = [mean over atoms of :math:`h^L`;
+:math:`c`] (1024-d, the code's crystal context); ``mean`` = the mean over atoms alone, the
+paper's :math:`h_x = \frac1n \sum_i h_i^L` (Xtal2DoS eq. 7; 512-d, no composition embedding).
 
 Paper vs code, and what is chosen here
 --------------------------------------
@@ -41,6 +43,10 @@ Paper vs code, and what is chosen here
   ``layer_norm=None`` follows ``beta``.
 * Shared edge projection (paper eq. 3: :math:`W_e` shared by all layers): PyG's
   TransformerConv has one ``lin_edge`` per layer after the shared edge embedding, as the code.
+* Crystal vector (paper eq. 7: the mean of the atoms; code: that mean concatenated with the
+  composition embedding): default ``crystal_vector="mean_composition"``, the code's — the
+  composition embedding is the model's only composition input, and runs saved before the
+  option existed keep loading; ``crystal_vector="mean"`` is the paper's.
 * Message direction: the paper attends over the neighbours of each atom (aggregation at the
   centre, this package's convention: ``aggregate_at="centre"``); the code's edge index is
   centre-first under PyG's default flow, so it aggregates at the neighbour
@@ -65,6 +71,7 @@ from dos_bench.models.model import EncoderOutput
 __all__ = ["UniMPEncoder"]
 
 _AGGREGATE = ("centre", "neighbour")
+_CRYSTAL_VECTOR = ("mean_composition", "mean")
 
 
 class UniMPEncoder(nn.Module):
@@ -88,10 +95,13 @@ class UniMPEncoder(nn.Module):
         negative_slope: LeakyReLU slope after the node embedding, the BatchNorms and the
             LayerNorms (0.01, ``F.leaky_relu`` default in the code).
         edge_slope: LeakyReLU slope of the edge and composition embeddings (0.2, code).
+        crystal_vector: ``"mean_composition"`` ([mean of atoms; composition embedding], code,
+            default) or ``"mean"`` (mean of atoms, paper eq. 7).
 
     Shapes:
-        batch: ``x (n, in_dim)``, ``edge_index (2, E)``, ``edge_dist (E,)``, ``comp (B, 103)``,
-        ``batch (n,)`` → node ``(n, hidden)``, graph ``(B, 2 * hidden)``.
+        batch: ``x (n, in_dim)``, ``edge_index (2, E)``, ``edge_dist (E,)``, ``comp (B, 103)``
+        (read only by ``mean_composition``), ``batch (n,)`` → node ``(n, hidden)``, graph
+        ``(B, 2 * hidden)`` (``mean_composition``) or ``(B, hidden)`` (``mean``).
     """
 
     def __init__(
@@ -111,8 +121,14 @@ class UniMPEncoder(nn.Module):
         aggregate_at: str = "centre",
         negative_slope: float = 0.01,
         edge_slope: float = 0.2,
+        crystal_vector: str = "mean_composition",
     ) -> None:
         super().__init__()
+        if crystal_vector not in _CRYSTAL_VECTOR:
+            raise ConfigError(
+                f"model.encoder.crystal_vector must be one of {_CRYSTAL_VECTOR}, "
+                f"got {crystal_vector!r}"
+            )
         if aggregate_at not in _AGGREGATE:
             raise ConfigError(
                 f"model.encoder.aggregate_at must be one of {_AGGREGATE}, got {aggregate_at!r}"
@@ -126,7 +142,10 @@ class UniMPEncoder(nn.Module):
         self.rbf = GaussianExpansion(0.0, rbf_stop, rbf_num, rbf_width)
         self.embed_node = nn.Linear(in_dim, hidden)
         self.embed_edge = nn.Linear(rbf_num, hidden)
-        self.embed_comp = nn.Linear(N_COMPOSITION, hidden)
+        self.crystal_vector = crystal_vector
+        self.embed_comp = (
+            nn.Linear(N_COMPOSITION, hidden) if crystal_vector == "mean_composition" else None
+        )
         inner = heads * channels
         self.convs = nn.ModuleList()
         self.lns = nn.ModuleList()
@@ -153,7 +172,7 @@ class UniMPEncoder(nn.Module):
             self.bns.append(nn.BatchNorm1d(width))
         self.dropout = nn.Dropout(dropout)
         self.node_dim = hidden
-        self.graph_dim = 2 * hidden
+        self.graph_dim = 2 * hidden if self.embed_comp is not None else hidden
 
     def forward(self, batch) -> EncoderOutput:
         edge_index = batch.edge_index
@@ -162,11 +181,13 @@ class UniMPEncoder(nn.Module):
         slope = self.negative_slope
         h = F.leaky_relu(self.embed_node(batch.x), slope)
         e = F.leaky_relu(self.embed_edge(self.rbf(batch.edge_dist.to(h.dtype))), self.edge_slope)
-        c = F.leaky_relu(self.embed_comp(batch.comp.to(h.dtype)), self.edge_slope)
         for k, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
             h = conv(h, edge_index, e)
             if k < len(self.lns):
                 h = F.leaky_relu(self.lns[k](h), slope)
             h = self.dropout(F.leaky_relu(bn(h), slope))
         pooled = global_mean_pool(h, batch.batch, size=batch.num_graphs)
+        if self.embed_comp is None:
+            return EncoderOutput(h, batch.batch, pooled)
+        c = F.leaky_relu(self.embed_comp(batch.comp.to(h.dtype)), self.edge_slope)
         return EncoderOutput(h, batch.batch, torch.cat([pooled, c], dim=-1))
