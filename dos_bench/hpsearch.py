@@ -213,14 +213,15 @@ def run_search(argv: Sequence[str]) -> dict[str, Any]:
         direction = str(settings.get("direction", "minimize"))
         if direction not in ("minimize", "maximize"):
             raise ConfigError(f"hparams_search.direction={direction!r}: minimize or maximize")
+        sampler = _make_sampler(settings, space)
         study_name = str(settings.get("study_name") or search_name)
         out = Path(str(settings.get("dir") or f"outputs/hpsearch/{study_name}")).resolve()
-        out.mkdir(parents=True, exist_ok=True)
-        _setup_logging(out / "hpsearch.log")
         n_trials = int(settings.get("n_trials", 20))
-        # fail fast on a key that does not exist, before any trial runs
+        # fail fast on a key that does not exist, before any trial runs or anything is written
         probe = [o for p in space for o in p.overrides(p.choices[0] if p.choices else p.low)]
         _compose(user_overrides + probe + [f"paths.output_dir={format_override(str(out))}"])
+        out.mkdir(parents=True, exist_ok=True)
+        _setup_logging(out / "hpsearch.log")
 
         storage = optuna.storages.RDBStorage(
             f"sqlite:///{out / 'study.db'}",
@@ -230,7 +231,7 @@ def run_search(argv: Sequence[str]) -> dict[str, Any]:
         study = optuna.create_study(
             study_name=study_name,
             storage=storage,
-            sampler=_make_sampler(settings, space),
+            sampler=sampler,
             direction=direction,
             load_if_exists=True,
         )

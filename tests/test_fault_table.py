@@ -122,6 +122,10 @@ FAULTS: list[Fault] = [
           2, r"^ConfigError: hparams_search\.params\.wd: low must be below high$"),
     Fault("config-hparams_search.direction=up", ("hpsearch", "hparams_search.direction=up"), 2,
           r"^ConfigError: hparams_search\.direction='up': minimize or maximize$"),
+    Fault("config-hparams_search.sampler.name=sobol",
+          ("hpsearch", "hparams_search.sampler.name=sobol"), 2,
+          r"^ConfigError: hparams_search\.sampler\.name='sobol': choose one of "
+          r"\['tpe', 'random', 'grid'\]$"),
     # ================================================================== data files
     Fault("data-truncated-json", ("jarvis_truncated_json",), DataError,
           r"jarvis/edos-up_pdos-elast_interp-8-18-2021\.json: not valid JSON \(Expecting"),
