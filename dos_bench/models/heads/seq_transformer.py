@@ -28,8 +28,9 @@ source-attention over the atom embeddings of the crystal, then an FFN:
   autoregressive sampling.
 - Sizes (docs/papers/xtal2dos.md §3.3, ``scripts/run_train.sh``): 6 layers, 8 heads, ``d`` 512,
 ``d_ff`` 2048,
-  ReLU FFN, attention-probability dropout 0.1, residual dropout 0, final LayerNorm. (The code's
-  LayerNorm uses the unbiased std with eps added to the std; ``nn.LayerNorm`` is used here.)
+  ReLU FFN, attention-probability dropout 0.1, residual dropout 0, final LayerNorm. (Every
+  LayerNorm of the code's decoder, per sub-layer and final, uses the unbiased std with eps added
+  to the std; ``nn.LayerNorm`` is used here.)
 
 The logits are turned into a sum-normalised spectrum by the target representation's link
 (softmax for ``target_repr=sum_norm``), as Xtal2DoS does.
