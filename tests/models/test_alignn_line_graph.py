@@ -30,6 +30,7 @@ from dos_bench.io import ConfigError, DataError
 from dos_bench.models.encoders.alignn import (
     ALIGNNEncoder,
     EdgeGatedConv,
+    _gated_aggregate_autograd,
     _GatedAggregate,
     bond_cosines,
     line_graph,
@@ -191,6 +192,45 @@ def test_gated_aggregation_gradients() -> None:
             return out if pick == slice(None) else out[pick]
 
         assert torch.autograd.gradcheck(f, args)
+
+
+def test_the_traceable_aggregation_equals_the_hand_written_one() -> None:
+    """The out-of-place version ``torch.compile`` traces: same values and gradients."""
+    g = torch.Generator().manual_seed(1)
+    n, e, d = 6, 17, 4
+    args = [torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True) for _ in "spq"]
+    args.append(torch.randn(e, d, generator=g, dtype=torch.float64, requires_grad=True))
+    src, dst = torch.randint(0, n, (e,), generator=g), torch.randint(0, n, (e,), generator=g)
+    outs = [f(*args, src, dst, 1e-6) for f in (_GatedAggregate.apply, _gated_aggregate_autograd)]
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    w = [torch.randn(o.shape, generator=g, dtype=torch.float64) for o in outs[0]]
+    grads = [torch.autograd.grad(o, args, w) for o in outs]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_alignn_compiles_and_trains_like_eager() -> None:
+    """Under ``torch.compile`` (``compile: true``) the C kernels and the hand-written autograd
+    Functions step aside for traceable torch operators: same outputs and gradients as eager."""
+    from dos_bench.models.model import compile_model
+
+    batch = _batch(dtype=torch.float64)  # float64: compare without float32 reordering noise
+
+    def encoder() -> ALIGNNEncoder:
+        torch.manual_seed(0)
+        return ALIGNNEncoder(
+            batch.x.shape[1], hidden=16, embedding=8, alignn_layers=1, gcn_layers=1
+        ).double()
+
+    eager, compiled = encoder(), compile_model(encoder())
+    out = [m(batch).graph for m in (eager, compiled)]
+    torch.testing.assert_close(out[1], out[0], rtol=1e-9, atol=1e-10)
+    grads = [
+        torch.autograd.grad(o.square().sum(), list(m.parameters()))
+        for o, m in zip(out, (eager, compiled), strict=True)
+    ]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-9, atol=1e-10)
 
 
 # ---------------------------------------------------------------------- cache and recipe

@@ -287,12 +287,26 @@ def batch_norm_silu(x: Tensor, bn: nn.BatchNorm1d) -> Tensor:
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or any(p.requires_grad for p in bn.parameters())
     )
-    if not needs_grad or x.dim() != 2:
+    if not needs_grad or x.dim() != 2 or torch.compiler.is_compiling():
+        # torch.compile: dynamo cannot trace the hand-written Function; inductor fuses these
         return nn.functional.silu(bn(x))
     running_mean, running_var, batch_stats, momentum = _bn_step(bn)
     return _BatchNormSiLU.apply(
         x, bn.weight, bn.bias, running_mean, running_var, batch_stats, momentum, bn.eps
     )
+
+
+def _gated_aggregate_autograd(
+    s: Tensor, p: Tensor, q: Tensor, c: Tensor, src: Tensor, dst: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """:class:`_GatedAggregate`'s forward in out-of-place torch operators, differentiated by
+    autograd: the path ``torch.compile`` traces (dynamo cannot trace the hand-written
+    Function, whose backward works in place)."""
+    m = s.index_select(0, src) + q.index_select(0, dst) + c
+    sig = torch.sigmoid(m)
+    num = torch.zeros_like(q).index_add(0, dst, p.index_select(0, src) * sig)
+    den = torch.zeros_like(q).index_add(0, dst, sig) + eps
+    return m, num / den
 
 
 class _GatedAggregate(torch.autograd.Function):
@@ -566,7 +580,10 @@ class EdgeGatedConv(nn.Module):
         if ptr is not None:
             return self._forward_native(h, e, edge_index, ptr)
         src_gate, nbr_update, dst_gate, self_update = self._node_projections(h)
-        m, agg = _GatedAggregate.apply(
+        aggregate = (
+            _gated_aggregate_autograd if torch.compiler.is_compiling() else _GatedAggregate.apply
+        )
+        m, agg = aggregate(
             src_gate, nbr_update, dst_gate, self.edge_gate(e), edge_index[0], edge_index[1],
             _GATE_EPS,
         )  # fmt: skip
