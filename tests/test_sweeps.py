@@ -26,6 +26,7 @@ def _span(log: Path) -> tuple[datetime, datetime]:
     return stamps[0], stamps[-1]
 
 
+@pytest.mark.slow  # 14 s: four training subprocesses; `make test-all`
 def test_joblib_launcher_runs_four_jobs_in_parallel(data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", "model=mlp,graph_network", "seed=0,1", "hydra/launcher=joblib"]
