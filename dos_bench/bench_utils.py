@@ -514,6 +514,24 @@ def _cpu_flash_forward_flops(
     return 2 * batch * pairs * (query[-1] + value[-1])
 
 
+def _native_forward_flops(
+    query: Sequence[int], key: Sequence[int], value: Sequence[int], key_mask: Any, causal: bool,
+    *args: Any, **kwargs: Any,
+) -> int:  # fmt: skip
+    """``dos_bench::attention`` (:func:`dos_bench.models.heads.attention.attend`): as
+    :func:`_cpu_flash_forward_flops`."""
+    return _cpu_flash_forward_flops(query, key, value, 0.0, causal)
+
+
+def _native_backward_flops(
+    grad: Sequence[int], query: Sequence[int], key: Sequence[int], value: Sequence[int],
+    key_mask: Any, out: Any, lse: Any, causal: bool, *args: Any, **kwargs: Any,
+) -> int:  # fmt: skip
+    """``dos_bench::attention_backward``: twice the forward, as :func:`_cpu_flash_backward_flops`
+    (the recomputed scores not counted)."""
+    return 2 * _cpu_flash_forward_flops(query, key, value, 0.0, causal)
+
+
 def _cpu_flash_backward_flops(
     grad_out: Sequence[int],
     query: Sequence[int],
@@ -542,16 +560,23 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
     zero); those are counted here with the same convention as torch's GPU formulas, except
     that causal attention counts only the scored triangle (:func:`attention_pairs`), not the
     full square. The unfused (math) path is counted through its ``bmm`` calls, in full.
+    dos_bench's own C attention (``dos_bench::attention`` and its backward) is counted like the
+    fused kernel, so a step gets the same count whichever kernel runs it (padding keys, which
+    the C kernel skips, are counted as the fused kernel computes them).
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    aten = torch.ops.aten
+    import dos_bench.models.heads.attention  # noqa: F401  (registers torch.ops.dos_bench.*)
+
+    aten, ours = torch.ops.aten, torch.ops.dos_bench
     counter = FlopCounterMode(
         display=False,
         custom_mapping={
             aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_forward_flops,
             aten._scaled_dot_product_flash_attention_for_cpu_backward: (_cpu_flash_backward_flops),
+            ours.attention: _native_forward_flops,
+            ours.attention_backward: _native_backward_flops,
         },
     )
     t0 = time.perf_counter()

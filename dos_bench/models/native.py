@@ -1,9 +1,15 @@
 """C kernels for the hot loops of the models, compiled on first use and loaded with ctypes.
 
-ALIGNN's edge-gated aggregation (``csrc/gated_aggregate.c``, used by
-:mod:`dos_bench.models.encoders.alignn`) walks the ``(T, d)`` line-graph rows once where the
-torch version needs a dozen passes and temporaries; on a 2-core CPU this is most of the
-difference between D-ALIGNN and the ``alignn`` package (``make bench``, section ``peers``).
+- ALIGNN's edge-gated aggregation (``csrc/gated_aggregate.c``, used by
+  :mod:`dos_bench.models.encoders.alignn`) walks the ``(T, d)`` line-graph rows once where the
+  torch version needs a dozen passes and temporaries; on a 2-core CPU this is most of the
+  difference between D-ALIGNN and the ``alignn`` package (``make bench``, section ``peers``).
+- Scaled dot-product attention (``csrc/attention.c``, used by
+  :func:`dos_bench.models.heads.attention.attend`) scores only the query-key pairs a causal
+  mask allows, in the forward *and* the backward; torch 2.13's fused CPU kernel skips them in
+  the forward only, so Xtal2DoS's masked decoder self-attention trains 1.5x faster
+  (``make bench``, section ``attention``). Its matrix products call the BLAS ``sgemm_`` inside
+  torch's own ``libtorch_cpu`` (found with ctypes; no torch headers, no link step against it).
 
 No build step and no torch headers: the first process that needs a kernel compiles the C file
 with the system C compiler (``$CC``, else ``cc``; about a second) into a cache directory —
@@ -12,8 +18,9 @@ with the system C compiler (``$CC``, else ``cc``; about a second) into a cache d
 and the CPU's instruction sets (``-march=native``: a cache shared by different machines keeps one
 library per CPU type). The library is written to a temporary file and renamed, so processes
 compiling at the same time (DDP) never load half a file. Without a compiler, or if compiling
-fails, :func:`gated_library` returns ``None`` once with one warning, and the models use their
-pure-torch path (same results, slower).
+fails (or torch's library has no ``sgemm_``), :func:`gated_library` / :func:`attention_library`
+return ``None`` once with one warning, and the models use their pure-torch path (same results,
+slower).
 
 Numerics: ``-O3 -march=native -fno-math-errno -fno-trapping-math``, vectorised ``expf`` from
 glibc's libmvec; no ``-ffast-math`` (NaN and infinity propagate as in torch, so a non-finite loss
@@ -36,9 +43,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KernelUnavailable", "cache_dir", "gated_library"]
+__all__ = ["KernelUnavailable", "attention_library", "cache_dir", "gated_library"]
 
 _SRC = Path(__file__).with_name("csrc") / "gated_aggregate.c"
+_ATTENTION_SRC = _SRC.with_name("attention.c")
 _CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC"]
 _LDFLAGS = ["-shared", "-fopenmp", "-lmvec", "-lm"]
 _I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
@@ -124,4 +132,47 @@ def gated_library() -> ctypes.CDLL | None:
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return lib
+
+
+def _torch_sgemm() -> int:
+    """Address of the Fortran-interface ``sgemm_`` in torch's CPU library (MKL or OpenBLAS in
+    the official wheels), so the attention kernel multiplies with the BLAS torch uses."""
+    import torch
+
+    lib_dir = Path(torch.__file__).parent / "lib"
+    names = ("libtorch_cpu.so", "libtorch_cpu.dylib")
+    path = next((lib_dir / n for n in names if (lib_dir / n).exists()), None)
+    if path is None:
+        raise OSError(f"no libtorch_cpu in {lib_dir}")
+    try:
+        fn = ctypes.CDLL(str(path)).sgemm_
+    except AttributeError:
+        raise OSError(f"{path.name} exports no BLAS sgemm_") from None
+    return int(ctypes.cast(fn, ctypes.c_void_p).value)
+
+
+@functools.cache
+def attention_library() -> ctypes.CDLL | None:
+    """The compiled attention kernels (``csrc/attention.c``), or ``None`` (one warning) if they
+    cannot be built or torch's BLAS cannot be found."""
+    cc = _compiler()
+    try:
+        if cc is None:
+            raise OSError("no C compiler (set $CC or install gcc)")
+        gemm = _torch_sgemm()
+        lib = ctypes.CDLL(str(_build(_ATTENTION_SRC, cc)))
+    except OSError as exc:
+        log.warning(
+            "C attention kernel unavailable, attention uses torch's "
+            "scaled_dot_product_attention (slower under a causal mask): %s",
+            exc,
+        )
+        return None
+    n, f, i, p = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
+    lib.dos_attn_set_gemm.argtypes, lib.dos_attn_set_gemm.restype = [p], None
+    lib.dos_attn_forward.argtypes = [p, p, p, p, *[n] * 18, f, i, p, p, i]
+    lib.dos_attn_backward.argtypes = [p] * 7 + [n] * 21 + [f, i, p, p, p] + [n] * 6 + [i]
+    lib.dos_attn_forward.restype = lib.dos_attn_backward.restype = i
+    lib.dos_attn_set_gemm(gemm)
     return lib

@@ -58,6 +58,8 @@ class CrossAttentionHead(nn.Module):
         fusion: readout fusion, ``add`` (paper eq. 3) or ``concat`` (code).
         readout_hidden: hidden width of φ (default ``d``).
         alpha_init: initial α of eq. 3 (not given in the paper [?]).
+        kernel: attention implementation: ``"auto"`` (C kernel on CPU float32 without attention
+            dropout) | ``"torch"`` (:func:`torch.nn.functional.scaled_dot_product_attention`).
 
     Shapes:
         node ``(n, node_dim)``, batch ``(n,)``, graph ``(B, graph_dim)`` → ``(B, M)``.
@@ -78,6 +80,7 @@ class CrossAttentionHead(nn.Module):
         fusion: str = "add",
         readout_hidden: int | None = None,
         alpha_init: float = 1.0,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         self.energy = nn.Embedding(out_dim, d)
@@ -95,6 +98,7 @@ class CrossAttentionHead(nn.Module):
                 act="relu",
                 memory_norm=True,
                 out_proj=out_proj,
+                kernel=kernel,
             )
             for _ in range(n_layers)
         )

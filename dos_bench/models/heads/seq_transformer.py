@@ -63,6 +63,8 @@ class SeqTransformerHead(nn.Module):
         attn_dropout: dropout on attention probabilities (0.1, code module default).
         dropout: residual dropout (``dec_dropout`` 0.0 in the scripts).
         causal: causal self-attention (paper) or unmasked (``False``, code).
+        kernel: attention implementation: ``"auto"`` (C kernel on CPU float32 without attention
+            dropout) | ``"torch"`` (:func:`torch.nn.functional.scaled_dot_product_attention`).
 
     Shapes:
         node ``(n, node_dim)``, batch ``(n,)``, graph ``(B, graph_dim)`` → logits ``(B, M)``.
@@ -80,6 +82,7 @@ class SeqTransformerHead(nn.Module):
         attn_dropout: float = 0.1,
         dropout: float = 0.0,
         causal: bool = True,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         self.causal = causal
@@ -98,6 +101,7 @@ class SeqTransformerHead(nn.Module):
                 dropout=dropout,
                 act="relu",
                 memory_norm=False,
+                kernel=kernel,
             )
             for _ in range(n_layers)
         )
