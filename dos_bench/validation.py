@@ -277,6 +277,16 @@ RULES: dict[str, Rule | _Lazy | str] = {
     "split.train_fraction_seed": integer(ge=0),
     "split.val_fraction": number(gt=0, lt=1),
     "split.seed": integer(ge=0),
+    # ---- model options with a fixed set of values (the modules check them again when built;
+    # here they are refused before any data is prepared or any run file is written)
+    "model.encoder.kernel": one_of("auto", "torch"),  # encoders.alignn._KERNELS
+    "model.encoder.order": one_of("line_first", "crystal_first"),  # encoders.alignn._ORDERS
+    "model.encoder.aggregate_at": one_of("centre", "neighbour"),  # encoders.unimp._AGGREGATE
+    "model.encoder.crystal_vector": one_of("mean_composition", "mean"),  # unimp._CRYSTAL_VECTOR
+    "model.head.kernel": one_of("auto", "torch"),  # heads.attention.ATTENTION_KERNELS
+    "model.head.fusion": one_of("add", "concat"),  # heads.energy_embedding._FUSIONS
+    "model.head.causal": boolean(),
+    "model.head.attn_dropout": number(ge=0, lt=1),
     # ---- callbacks (ModelCheckpoint, EarlyStopping)
     "callbacks.*.monitor": _MONITOR,
     "callbacks.*.mode": one_of("min", "max"),

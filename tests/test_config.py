@@ -47,3 +47,23 @@ def test_build_unwraps_our_errors():
     with pytest.raises(ConfigError, match="the key x.y is wrong"):
         build(node)
     assert build(OmegaConf.create({"_target_": "builtins.dict", "a": 1})) == {"a": 1}
+
+
+def test_model_option_rules_list_the_values_the_modules_accept() -> None:
+    """validation.RULES refuses bad model options before data preparation; the modules check
+    them again when built. Both lists must stay the same."""
+    from dos_bench.models.encoders import alignn, unimp
+    from dos_bench.models.heads import attention, energy_embedding
+    from dos_bench.validation import RULES
+
+    modules = {
+        "model.encoder.kernel": alignn._KERNELS,
+        "model.encoder.order": alignn._ORDERS,
+        "model.encoder.aggregate_at": unimp._AGGREGATE,
+        "model.encoder.crystal_vector": unimp._CRYSTAL_VECTOR,
+        "model.head.kernel": attention.ATTENTION_KERNELS,
+        "model.head.fusion": energy_embedding._FUSIONS,
+    }
+    for key, values in modules.items():
+        shown = ", ".join(repr(v) for v in values)
+        assert RULES[key].allows == f"one of {shown}", key

@@ -82,6 +82,13 @@ FAULTS: list[Fault] = [
           r"^seed: expected an integer >= 0, got -1$"),
     Fault("config-split.train_fraction=1.5", ("validate", "split.train_fraction=1.5"),
           ConfigError, r"^split\.train_fraction: expected a number in \(0, 1\], got 1\.5$"),
+    Fault("config-model.encoder.crystal_vector=both",
+          ("validate", "model=xtal2dos", "model.encoder.crystal_vector=both"), ConfigError,
+          r"^model\.encoder\.crystal_vector: expected one of 'mean_composition', 'mean', "
+          r"got 'both'$"),
+    Fault("config-model.head.kernel=flash-dos-train",
+          ("train_proc", "model=xtal2dos", "model.head.kernel=flash"), 2,
+          r"ConfigError: model\.head\.kernel: expected one of 'auto', 'torch', got 'flash'$"),
     Fault("config-structure_checks.min_distance=-1",
           ("build_source", "dataset.source.structure_checks.min_distance=-1"), ConfigError,
           r"dataset\.source\.structure_checks.*min_distance.*-1"),
