@@ -57,3 +57,32 @@ def test_causal_attention_counts_the_scored_triangle(n_q: int, n_k: int):
         ops["_scaled_dot_product_flash_attention_for_cpu_backward"]
         == 2 * ops["_scaled_dot_product_flash_attention_for_cpu"]
     )
+
+
+@pytest.mark.parametrize(("causal", "masked"), [(True, False), (False, True)])
+def test_the_c_attention_kernel_is_counted_like_the_fused_one(causal: bool, masked: bool):
+    """A step gets the same FLOP count whichever attention kernel runs it (``kernel: auto`` runs
+    dos_bench's ``dos_bench::attention`` where a C compiler is found). Causal *and* key-masked
+    attention (no head uses it) would differ: torch's path then takes one combined mask and is
+    counted in full, the C kernel's as its triangle."""
+    from dos_bench.models import native
+    from dos_bench.models.heads.attention import attend
+
+    if native.attention_library() is None:
+        pytest.skip("needs a C compiler (the C kernel)")
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 11, 8, generator=g, requires_grad=True) for _ in range(3))
+    key_mask = torch.ones(2, 11, dtype=torch.bool)
+    key_mask[1, 6:] = False
+
+    def step(kernel: str):
+        def run() -> None:
+            m = key_mask if masked else None
+            attend(q, k, v, key_mask=m, causal=causal, kernel=kernel).sum().backward()
+
+        return run
+
+    ours, _, ours_ops = count_flops(step("auto"))
+    fused, _, fused_ops = count_flops(step("torch"))
+    assert set(ours_ops) == {"dos_bench.attention", "dos_bench.attention_backward"}
+    assert ours == fused > 0
