@@ -62,6 +62,37 @@ def test_training_step_never_reads_back_from_the_device(name: str) -> None:
     lit.check_finite_loss()
 
 
+@pytest.mark.parametrize("name", ["xtal2dos", "e3nn2dos", "dostransformer"])
+def test_the_c_attention_kernel_never_reads_back_from_the_device(name: str) -> None:
+    """With attention dropout off the heads' attention runs on dos_bench's C kernel (causal
+    self-attention in Xtal2DoS / E3NN2DoS); it takes its sizes from the tensors' shapes."""
+    from dos_bench.models import native
+    from dos_bench.models.heads.attention import MultiHeadAttention
+
+    if native.attention_library() is None:
+        pytest.skip("needs a C compiler (the C kernel)")
+    model, recipe, feats = build_model(name, small=True)
+    model = model.float().train()
+    for m in model.modules():
+        if isinstance(m, MultiHeadAttention):
+            m.attn_dropout = 0.0
+    batch = _batch(_structures()[:4], recipe, feats, torch.float32)
+    batch.y = torch.rand(4, OUT, generator=torch.Generator().manual_seed(0))
+    lit = DOSLitModule(model, Raw().fit(batch.y), MSELoss(), functools.partial(torch.optim.SGD))
+
+    def step() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # self.log() without a trainer
+            lit.training_step(batch, 0).backward()
+
+    step()
+    with profile() as prof:
+        step()
+    names = [e.name for e in prof.events()]
+    assert "dos_bench::attention" in names and "dos_bench::attention_backward" in names
+    assert [n for n in names if n in SYNC_OPS] == []
+
+
 @pytest.mark.parametrize("repr_name", ["raw", "standard", "max_norm", "sum_norm", "min_max"])
 def test_target_representations_never_read_back_from_the_device(tmp_path, repr_name: str) -> None:
     from cli_support import compose_cfg
