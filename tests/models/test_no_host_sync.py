@@ -62,10 +62,12 @@ def test_training_step_never_reads_back_from_the_device(name: str) -> None:
     lit.check_finite_loss()
 
 
-@pytest.mark.parametrize("name", ["xtal2dos", "e3nn2dos", "dostransformer"])
+@pytest.mark.parametrize("name", ["xtal2dos"])
 def test_the_c_attention_kernel_never_reads_back_from_the_device(name: str) -> None:
-    """With attention dropout off the heads' attention runs on dos_bench's C kernel (causal
-    self-attention in Xtal2DoS / E3NN2DoS); it takes its sizes from the tensors' shapes."""
+    """With attention dropout off the heads' attention runs on dos_bench's C kernel: here the
+    causal self-attention and the padded cross-attention of the Xtal2DoS decoder (E3NN2DoS has
+    the same head; DOSTransformer's configured dropout is 0, so the test above covers its
+    cross-attention on the C kernel). The kernel takes its sizes from the tensors' shapes."""
     from dos_bench.models import native
     from dos_bench.models.heads.attention import MultiHeadAttention
 
