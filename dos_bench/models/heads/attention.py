@@ -145,8 +145,9 @@ def _native_applies(
     q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, causal: bool, dropout_p: float
 ) -> bool:
     """Whether :func:`attend` can use the C kernel: CPU float32 ``(B, H, n, d)`` inputs with
-    contiguous rows, no attention dropout, no autocast or ``torch.compile`` tracing, and a C
-    compiler plus torch's BLAS here (:func:`dos_bench.models.native.attention_library`)."""
+    contiguous rows, a boolean key mask (if any), no attention dropout, no autocast or
+    ``torch.compile`` tracing, and a C compiler plus torch's BLAS here
+    (:func:`dos_bench.models.native.attention_library`)."""
     return (
         dropout_p == 0.0
         and q.dim() == 4
@@ -155,7 +156,10 @@ def _native_applies(
         and q.shape[2] > 0
         and k.shape[2] > 0
         and (not causal or q.shape[2] == k.shape[2])
-        and (key_mask is None or key_mask.shape == (q.shape[0], k.shape[2]))
+        and (
+            key_mask is None
+            or (key_mask.dtype == torch.bool and key_mask.shape == (q.shape[0], k.shape[2]))
+        )
         and not torch.is_autocast_enabled("cpu")
         and not torch.compiler.is_compiling()
         and native.attention_library() is not None
@@ -231,7 +235,7 @@ def attend(
     """
     if kernel == "auto" and _native_applies(q, k, v, key_mask, causal, dropout_p):
         if key_mask is not None:
-            key_mask = key_mask.to(torch.bool).contiguous()
+            key_mask = key_mask.contiguous()
         s = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
         return _native_attention(q, k, v, key_mask, causal, s)[0]
     mask = None
