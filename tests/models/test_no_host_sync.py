@@ -43,9 +43,9 @@ def sync_ops(fn) -> list[str]:
     return [e.name for e in prof.events() if e.name in SYNC_OPS]
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_training_step_never_reads_back_from_the_device(name: str) -> None:
-    model, recipe, feats = build_model(name, small=True)
+def _training_step(model, recipe, feats):
+    """The LightningModule of ``model`` (float32, training mode) on four small crystals, and a
+    function that runs one training step on them (forward, loss, backward)."""
     model = model.float().train()
     batch = _batch(_structures()[:4], recipe, feats, torch.float32)
     batch.y = torch.rand(4, OUT, generator=torch.Generator().manual_seed(0))
@@ -56,6 +56,12 @@ def test_training_step_never_reads_back_from_the_device(name: str) -> None:
             warnings.simplefilter("ignore")  # self.log() without a trainer
             lit.training_step(batch, 0).backward()
 
+    return lit, step
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_step_never_reads_back_from_the_device(name: str) -> None:
+    lit, step = _training_step(*build_model(name, small=True))
     step()  # first call: lazy initialisation
     assert sync_ops(step) == []
     # the recorded state is checked later, in one synchronisation
@@ -74,19 +80,10 @@ def test_the_c_attention_kernel_never_reads_back_from_the_device(name: str) -> N
     if native.attention_library() is None:
         pytest.skip("needs a C compiler (the C kernel)")
     model, recipe, feats = build_model(name, small=True)
-    model = model.float().train()
     for m in model.modules():
         if isinstance(m, MultiHeadAttention):
             m.attn_dropout = 0.0
-    batch = _batch(_structures()[:4], recipe, feats, torch.float32)
-    batch.y = torch.rand(4, OUT, generator=torch.Generator().manual_seed(0))
-    lit = DOSLitModule(model, Raw().fit(batch.y), MSELoss(), functools.partial(torch.optim.SGD))
-
-    def step() -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # self.log() without a trainer
-            lit.training_step(batch, 0).backward()
-
+    _, step = _training_step(model, recipe, feats)
     step()
     with profile() as prof:
         step()
