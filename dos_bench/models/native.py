@@ -107,15 +107,20 @@ def _build(src: Path, cc: str) -> Path:
     return lib
 
 
+def _load(src: Path) -> ctypes.CDLL:
+    """Compile ``src`` (or take it from the cache) and load it; ``OSError`` if that fails."""
+    cc = _compiler()
+    if cc is None:
+        raise OSError("no C compiler (set $CC or install gcc)")
+    return ctypes.CDLL(str(_build(src, cc)))
+
+
 @functools.cache
 def gated_library() -> ctypes.CDLL | None:
     """The compiled edge-gated aggregation kernels, or ``None`` (one warning) if no C compiler
     can build them here."""
-    cc = _compiler()
     try:
-        if cc is None:
-            raise OSError("no C compiler (set $CC or install gcc)")
-        lib = ctypes.CDLL(str(_build(_SRC, cc)))
+        lib = _load(_SRC)
     except OSError as exc:
         log.warning("C kernels unavailable, ALIGNN uses its pure-torch path (slower): %s", exc)
         return None
@@ -156,12 +161,9 @@ def _torch_sgemm() -> int:
 def attention_library() -> ctypes.CDLL | None:
     """The compiled attention kernels (``csrc/attention.c``), or ``None`` (one warning) if they
     cannot be built or torch's BLAS cannot be found."""
-    cc = _compiler()
     try:
-        if cc is None:
-            raise OSError("no C compiler (set $CC or install gcc)")
         gemm = _torch_sgemm()
-        lib = ctypes.CDLL(str(_build(_ATTENTION_SRC, cc)))
+        lib = _load(_ATTENTION_SRC)
     except OSError as exc:
         log.warning(
             "C attention kernel unavailable, attention uses torch's "

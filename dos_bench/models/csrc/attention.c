@@ -95,7 +95,7 @@ int dos_attn_forward(const float *Q, const float *K, const float *V, const uint8
 #pragma omp parallel num_threads(n_threads)
     {
         float *S = (float *)malloc((size_t)BQ * ((size_t)n_k + 1) * sizeof(float));
-        float *inv = S + (size_t)BQ * (size_t)n_k;
+        float *inv = S ? S + (size_t)BQ * (size_t)n_k : NULL;
         if (!S) {
 #pragma omp atomic write
             status = 3;
@@ -172,7 +172,7 @@ int dos_attn_backward(const float *Q, const float *K, const float *V, const uint
 #pragma omp parallel num_threads(n_threads)
     {
         float *P = (float *)malloc(2 * (size_t)BQ * (size_t)n_k * sizeof(float));
-        float *dP = P + (size_t)BQ * (size_t)n_k;
+        float *dP = P ? P + (size_t)BQ * (size_t)n_k : NULL;
         if (!P) {
 #pragma omp atomic write
             status = 3;
