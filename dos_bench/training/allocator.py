@@ -10,7 +10,11 @@ defaults, 1.6–1.7 s when freed memory is kept by the process (``make bench``, 
 ``retain`` (the default) applies the same policy a GPU caching allocator has: freed memory stays
 with the process and is reused, never handed back to the kernel. It sets, at run time through
 ``mallopt``, ``M_MMAP_MAX = 0`` (large blocks come from the heap, not from ``mmap``) and
-``M_TRIM_THRESHOLD = 2³¹ − 1`` (the heap is not trimmed). The cost: the process's resident memory
+``M_TRIM_THRESHOLD = -1`` (the heap is never trimmed; mallopt(3)). The largest positive threshold,
+2³¹ − 1, is not enough: a 64-crystal ALIGNN step frees more than 2 GB at the top of the heap at
+once, glibc then hands it back and the next step faults it in again (measured on the alignn
+package's step in ``make bench``'s peers section: 10.4-15.5 s per step with 2³¹ − 1, 9.2-9.5 s
+with -1). The cost: the process's resident memory
 stays at its peak instead of shrinking between steps. ``system`` leaves the C library alone.
 Where glibc is not the allocator (macOS, musl, or jemalloc/tcmalloc preloaded with
 ``LD_PRELOAD``) ``retain`` changes nothing and says so in the log.
@@ -71,7 +75,7 @@ def configure_cpu_allocator(mode: str = "retain") -> bool:
         log.info("cpu_allocator=retain: not glibc malloc here (or one is preloaded); unchanged")
         return False
     ok = bool(libc.mallopt(_M_MMAP_MAX, ctypes.c_int(0))) and bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(2**31 - 1))
+        libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(-1))
     )
     if ok:
         _APPLIED = mode

@@ -92,10 +92,16 @@ def rss_mb():
             return int(line.split()[1]) / 1024
 
 configure_cpu_allocator("retain")
-x = torch.ones(400, 1024, 1024)  # 1.6 GB from the heap (no mmap under retain)
+# a second step's pattern: 2.4 GB of activations freed, then 0.4 GB that stays (as a batch
+# does) and 2.4 GB above it again, all from the heap (no mmap under retain)
+x = torch.ones(600, 1024, 1024)
+del x
+y = torch.ones(100, 1024, 1024)
+x = torch.ones(600, 1024, 1024)
 held = rss_mb()
 del x
 kept = rss_mb()
+del y
 released = release_free_memory()
 print(json.dumps({"held": held, "kept": kept, "after": rss_mb(), "released": released}))
 """
@@ -113,5 +119,8 @@ def test_release_free_memory_hands_retained_memory_back():
     )
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    assert r["kept"] > r["held"] - 100  # retain: freeing the tensor keeps its pages
+    # retain: freeing the tensor keeps its pages, also above 2 GB — glibc trims a free heap top
+    # larger than M_TRIM_THRESHOLD, whose int setting tops out at 2^31 - 1 (-1 turns trimming
+    # off; a 64-crystal ALIGNN step frees more than 2 GB at once)
+    assert r["kept"] > r["held"] - 100, r
     assert r["released"] and r["after"] < r["kept"] - 1000, r
