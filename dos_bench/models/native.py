@@ -11,20 +11,21 @@
   (``make bench``, section ``attention``). Its matrix products call the BLAS ``sgemm_`` inside
   torch's own ``libtorch_cpu`` (found with ctypes; no torch headers, no link step against it).
 
-No build step and no torch headers: the first process that needs a kernel compiles the C file
-with the system C compiler (``$CC``, else ``cc``; about a second) into a cache directory —
+No build step and no torch headers: the first process that needs a kernel compiles the C file with
+the system C compiler (``$CC``, else ``cc``; about a second) into a cache directory —
 ``$DOS_BENCH_KERNEL_DIR``, else ``$XDG_CACHE_HOME/dos_bench/kernels``, else
-``~/.cache/dos_bench/kernels`` — under a name that hashes the source, the flags, the compiler
-and the CPU's instruction sets (``-march=native``: a cache shared by different machines keeps one
-library per CPU type). The library is written to a temporary file and renamed, so processes
-compiling at the same time (DDP) never load half a file. Without a compiler, or if compiling
-fails (or torch's library has no ``sgemm_``), :func:`gated_library` / :func:`attention_library`
-return ``None`` once with one warning, and the models use their pure-torch path (same results,
-slower).
+``~/.cache/dos_bench/kernels`` — under a name that hashes the source and the headers beside it, the
+flags, the compiler and the CPU's instruction sets (``-march=native``: a cache shared by different
+machines keeps one library per CPU type). The library is written to a temporary file and renamed,
+so processes compiling at the same time (DDP) never load half a file. Without a compiler, or if
+compiling fails (or torch's library has no ``sgemm_``), :func:`gated_library` /
+:func:`attention_library` return ``None`` once with one warning, and the models use their
+pure-torch path (same results, slower).
 
-Numerics: ``-O3 -march=native -fno-math-errno -fno-trapping-math``, vectorised ``expf`` from
-glibc's libmvec; no ``-ffast-math`` (NaN and infinity propagate as in torch, so a non-finite loss
-still stops the run). Results agree with the torch path to float32 rounding
+Numerics: ``-O3 -march=native -fno-math-errno -fno-trapping-math``; ``exp`` is
+``csrc/vexp.h``'s inlined polynomial (under one float32 ulp; 0 below -87, where the true value
+would be subnormal); no ``-ffast-math`` (NaN and infinity propagate as in torch, so a non-finite
+loss still stops the run). Results agree with the torch path to float32 rounding
 (tests/models/test_native_kernels.py).
 """
 
@@ -48,7 +49,7 @@ __all__ = ["KernelUnavailable", "attention_library", "cache_dir", "gated_library
 _SRC = Path(__file__).with_name("csrc") / "gated_aggregate.c"
 _ATTENTION_SRC = _SRC.with_name("attention.c")
 _CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC"]
-_LDFLAGS = ["-shared", "-fopenmp", "-lmvec", "-lm"]
+_LDFLAGS = ["-shared", "-fopenmp", "-lm"]
 _I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
 _F64 = ctypes.POINTER(ctypes.c_double)
 
@@ -85,8 +86,11 @@ def _compiler() -> str | None:
 def _build(src: Path, cc: str) -> Path:
     """Compile ``src`` into the cache (if not there yet) and return the library's path."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+    headers = [h.read_text() for h in sorted(src.parent.glob("*.h"))]  # what it may include
     key = hashlib.sha256(
-        "\0".join([src.read_text(), *_CFLAGS, *_LDFLAGS, version.stdout, _cpu_signature()]).encode()
+        "\0".join(
+            [src.read_text(), *headers, *_CFLAGS, *_LDFLAGS, version.stdout, _cpu_signature()]
+        ).encode()
     ).hexdigest()[:16]
     out_dir = cache_dir()
     lib = out_dir / f"{src.stem}-{key}.so"

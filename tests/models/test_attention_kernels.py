@@ -133,6 +133,21 @@ def test_c_kernel_equals_the_softmax_formula_values_and_gradients(n_q, n_k, mask
 
 
 @needs_kernel
+def test_c_kernel_later_keys_have_exactly_no_influence_under_the_causal_mask() -> None:
+    # the masked scores inside a diagonal block are -inf; their probabilities must be exactly
+    # 0 (the kernel's exp), not merely small: a gradient on query 0 alone reaches key 0 only
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (_heads_layout(2, 2, 70, 8, g) for _ in range(3))
+    out = attend(q, k, v, causal=True)
+    grad = torch.zeros_like(out)
+    grad[:, :, 0] = torch.randn(2, 2, 8, generator=g)
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), grad)
+    assert torch.count_nonzero(dv[:, :, 0]) > 0
+    assert torch.count_nonzero(dk[:, :, 1:]) == 0 and torch.count_nonzero(dv[:, :, 1:]) == 0
+    assert torch.count_nonzero(dq[:, :, 1:]) == 0
+
+
+@needs_kernel
 def test_c_kernel_gives_a_query_without_keys_a_zero_row_like_torch() -> None:
     """``attend`` requires a key per query; where a padded batch breaks that, the C kernel
     returns a zero row, as torch 2.13's kernels do, and no NaN reaches the gradients."""

@@ -170,6 +170,39 @@ def test_library_is_cached_by_source_flags_and_cpu(tmp_path, monkeypatch) -> Non
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left
 
 
+def test_editing_an_included_header_rebuilds_the_library(tmp_path, monkeypatch) -> None:
+    # the kernels include csrc/vexp.h: a cached library built from an older header must not
+    # be loaded after the header changes
+    monkeypatch.setenv("DOS_BENCH_KERNEL_DIR", str(tmp_path / "cache"))
+    src_dir = tmp_path / "csrc"
+    src_dir.mkdir()
+    for f in native._SRC.parent.iterdir():
+        if f.suffix in (".c", ".h"):
+            (src_dir / f.name).write_text(f.read_text())
+    cc = native._compiler()
+    assert cc is not None
+    first = native._build(src_dir / native._SRC.name, cc)
+    header = src_dir / "vexp.h"
+    header.write_text(header.read_text() + "\n/* edited */\n")
+    second = native._build(src_dir / native._SRC.name, cc)
+    assert second != first and second.exists()
+
+
+@pytest.mark.parametrize("scale", [1e2, 1e4])
+def test_saturated_gates_match_torch(scale: float) -> None:
+    # pre-activations of hundreds to tens of thousands: the sigmoid gates and the SiLU are
+    # saturated (exp of below -87 is 0 in the kernel's exp, as float32's exp rounds it in torch)
+    n, n_edges, dim = 30, 200, 8
+    edge_index = _graph(n, n_edges, seed=3)
+    g = torch.Generator().manual_seed(4)
+    h, e = torch.randn(n, dim, generator=g), torch.randn(n_edges, dim, generator=g) * scale
+    ref, fast = _pair(dim, True, seed=5)
+    a, b = _run(ref, h, e, edge_index), _run(fast, h, e, edge_index)
+    for x, y in zip(a[:4], b[:4], strict=True):
+        assert torch.isfinite(y).all()
+        torch.testing.assert_close(y, x, rtol=2e-4, atol=2e-5 * scale)
+
+
 def test_without_a_compiler_the_models_fall_back(monkeypatch, caplog) -> None:
     monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setattr(native.shutil, "which", lambda _: None)

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <omp.h>
 
-float expf(float) __attribute__((__simd__("notinbranch")));
+#include "vexp.h"
 
 typedef void (*sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
                          const float *, const float *, const int *, const float *, const int *,
@@ -133,7 +133,7 @@ int dos_attn_forward(const float *Q, const float *K, const float *V, const uint8
                     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
                     for (int64_t j = 0; j < kend; ++j) {
-                        const float e = expf(s[j] - mx);
+                        const float e = dos_expf(s[j] - mx);
                         s[j] = e;
                         sum += e;
                     }
@@ -209,7 +209,7 @@ int dos_attn_backward(const float *Q, const float *K, const float *V, const uint
                         continue;
                     }
 #pragma omp simd
-                    for (int64_t j = 0; j < kend; ++j) p[j] = expf(p[j] - l);
+                    for (int64_t j = 0; j < kend; ++j) p[j] = dos_expf(p[j] - l);
                 }
                 const float *go_i = go + r0 * gr, *q_i = q + r0 * qr;
                 /* dV += P^T dO_i ; dP = dO_i V^T */

@@ -19,11 +19,9 @@
 #include <string.h>
 #include <omp.h>
 
-/* glibc's libmvec has vector versions of expf; math.h declares them only under -ffast-math,
- * which would also assume no NaN or infinity (a non-finite loss must still propagate). */
-float expf(float) __attribute__((__simd__("notinbranch")));
+#include "vexp.h"
 
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float sigmoidf_(float x) { return 1.0f / (1.0f + dos_expf(-x)); }
 
 /* ptr[i] .. ptr[i+1]: the edges with destination i; checks the order and both index ranges. */
 int dos_csr_from_sorted(const int64_t *dst, const int64_t *src, int64_t n_edges, int64_t n_dst,
