@@ -374,6 +374,7 @@ def peer_worker_command(
     threads: int,
     cpu_allocator: str = "retain",
     atoms: int = 20,
+    warmup: int = 0,
 ) -> list[str]:
     """The command of one peers worker (:func:`peer_worker`): a fresh interpreter, so that its
     peak RSS is one model's (data, model, optimizer state and steps)."""
@@ -381,7 +382,7 @@ def peer_worker_command(
     return [
         sys.executable, "-c", code, "--model", model, "--batch-size", str(batch_size),
         "--steps", str(steps), "--threads", str(threads), "--cpu-allocator", cpu_allocator,
-        "--atoms", str(atoms),
+        "--atoms", str(atoms), "--warmup", str(warmup),
     ]  # fmt: skip
 
 
@@ -400,12 +401,15 @@ def peer_worker(argv: Sequence[str] | None = None) -> int:
     D-ALIGNN; ``alignn``: :func:`build_alignn_peer`), then per phase (train, infer) one step
     under FlopCounterMode (the warm-up) and ``--steps`` timed steps. Prints one JSON line:
     parameters, batch sizes, FLOPs and step times per phase, ``rss_built_mb`` (VmRSS before the
-    first step) and ``peak_rss_mb`` (VmHWM at the end)."""
+    first step) and ``peak_rss_mb`` (VmHWM at the end). ``--warmup`` untimed steps follow the
+    FLOP-counted one: a 64-crystal ALIGNN step grows the heap over its first few steps (page
+    faults, slow on a VM) before its memory is only reused."""
     parser = argparse.ArgumentParser(prog="peers worker")
     parser.add_argument("--model", choices=PEER_MODELS, required=True)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--atoms", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu-allocator", choices=("retain", "system"), default="retain")
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
@@ -437,6 +441,7 @@ def peer_worker(argv: Sequence[str] | None = None) -> int:
         "record_ids": [str(i) for i in records.rs.ids[index]],
         "out_dim": out_dim,
         "threads": torch.get_num_threads(),
+        "warmup": args.warmup,
         "cpu_allocator": args.cpu_allocator,
         "allocator": loaded_allocator(),
         "rss_built_mb": _status_mb("VmRSS"),
@@ -445,6 +450,8 @@ def peer_worker(argv: Sequence[str] | None = None) -> int:
         for phase, fn in (("train", case.train_step), ("infer", case.infer_step)):
             with frozen(case.model) if phase == "infer" else contextlib.nullcontext():
                 flops, first, _ = count_flops(fn)
+            for _ in range(args.warmup):
+                fn()
             times = []
             for _ in range(args.steps):
                 t0 = time.perf_counter()

@@ -1323,8 +1323,9 @@ def _peers_worker_run(model: str, args: argparse.Namespace) -> dict[str, Any]:
     from dos_bench.bench_utils import peer_worker_command
 
     cmd = peer_worker_command(
-        model, args.peers_batch, args.peers_steps, args.threads, args.cpu_allocator, ATOMS
-    )
+        model, args.peers_batch, args.peers_steps, args.threads, args.cpu_allocator, ATOMS,
+        args.peers_warmup,
+    )  # fmt: skip
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
@@ -1480,7 +1481,8 @@ def bench_peers(args: argparse.Namespace) -> SectionResult:
         Metric(
             "timing",
             f"one subprocess per model and round, {args.peers_rounds} round(s) alternating "
-            f"(ABBA); per run 1 FLOP-counted warm-up + {args.peers_steps} timed steps per phase; "
+            f"(ABBA); per run 1 FLOP-counted + {args.peers_warmup} untimed warm-up and "
+            f"{args.peers_steps} timed steps per phase; "
             "medians over the rounds",
         ),
         Metric("same batch in every subprocess", _same_batch(runs)),
@@ -1532,6 +1534,7 @@ def bench_peers(args: argparse.Namespace) -> SectionResult:
             "batch_size": args.peers_batch,
             "atoms": ATOMS,
             "steps": args.peers_steps,
+            "warmup": args.peers_warmup,
             "rounds": args.peers_rounds,
             "threads": args.threads,
             "cpu_allocator": args.cpu_allocator,
@@ -1698,6 +1701,12 @@ def main(argv: list[str] | None = None) -> int:
         "--peers-steps", type=int, default=None, help="peers: timed steps per model (4; quick 2)"
     )
     parser.add_argument(
+        "--peers-warmup",
+        type=int,
+        default=None,
+        help="peers: untimed steps after the FLOP-counted one (2; quick 0)",
+    )
+    parser.add_argument(
         "--peers-batch", type=int, default=None, help="peers: crystals per batch (64; quick 16)"
     )
     parser.add_argument(
@@ -1724,6 +1733,7 @@ def main(argv: list[str] | None = None) -> int:
         "attn_steps": (2, 4),
         "compile_steps": (2, 3),
         "peers_steps": (2, 4),
+        "peers_warmup": (0, 2),
         "peers_batch": (16, BATCH_SIZE),
     }
     for key, (q, full) in defaults.items():

@@ -35,7 +35,7 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.fixture(scope="module")
 def worker_result() -> dict[str, Any]:
     """One real worker run: D-ALIGNN, 2 crystals, 1 timed step per phase, 1 thread."""
-    cmd = peer_worker_command("d_alignn", batch_size=2, steps=1, threads=1)
+    cmd = peer_worker_command("d_alignn", batch_size=2, steps=1, threads=1, warmup=1)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -44,7 +44,7 @@ def worker_result() -> dict[str, Any]:
 def _args(**kw: Any) -> argparse.Namespace:
     base = dict(
         peers_batch=2, peers_steps=1, peers_rounds=1, peers_timeout=120.0, threads=1,
-        cpu_allocator="retain",
+        cpu_allocator="retain", peers_warmup=0,
     )  # fmt: skip
     return argparse.Namespace(**{**base, **kw})
 
@@ -52,6 +52,7 @@ def _args(**kw: Any) -> argparse.Namespace:
 def test_worker_prints_positive_figures(worker_result):
     r = worker_result
     assert r["model"] == "d_alignn" and r["graphs"] == 2 and r["threads"] == 1
+    assert r["warmup"] == 1
     assert len(r["record_ids"]) == 2
     for key in ("params", "atoms", "edges", "line_graph_edges", "rss_built_mb", "peak_rss_mb"):
         assert r[key] > 0, key
