@@ -134,7 +134,7 @@ def gated_library() -> ctypes.CDLL | None:
         "dos_gated_forward": [f32, f32, f32, f32, f32, i64, i64, n, n, ctypes.c_float, f32, f32,
                               f64, ctypes.c_int],
         "dos_bn_silu_residual": [f32, f32, f32, f32, n, n, f32, ctypes.c_int],
-        "dos_bn_silu_grad_sums": [f32, f32, f32, f32, f32, f32, n, n, f64, ctypes.c_int],
+        "dos_bn_silu_grad_sums": [f32, f32, f32, f32, f32, f32, n, n, f64, f32, ctypes.c_int],
         "dos_gated_backward": [f32, f32, f32, f32, f32, f32, f32, i64, i64, n, n, n, f32, f32,
                                f32, f32, f32, ctypes.c_int],
     }  # fmt: skip

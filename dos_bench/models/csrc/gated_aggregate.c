@@ -119,21 +119,34 @@ static inline float silu_grad_(float g, float y) {
     return g * sg * (1.0f + y * (1.0f - sg));
 }
 
-/* SUMS (2 d doubles, zeroed): per-channel sum of g_y and of g_y * xhat, xhat = (m - MEAN) INVSTD. */
+/* SUMS (2 d doubles, zeroed): per-channel sum of g_y and of g_y * xhat, xhat = (m - MEAN) INVSTD.
+ * GY (n_rows, d; may be NULL): g_y itself, kept for dos_gated_backward (it then needs no second
+ * sigmoid per element). */
 int dos_bn_silu_grad_sums(const float *G, const float *M, const float *A, const float *B,
                           const float *MEAN, const float *INVSTD, int64_t n_rows, int64_t d,
-                          double *SUMS, int n_threads) {
+                          double *SUMS, float *GY, int n_threads) {
 #pragma omp parallel num_threads(n_threads)
     {
         double *acc = (double *)calloc(2 * (size_t)d, sizeof(double));
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < n_rows; ++t) {
             const float *g = G + t * d, *m = M + t * d;
+            if (GY) {
+                float *gy_out = GY + t * d;
 #pragma omp simd
-            for (int64_t k = 0; k < d; ++k) {
-                const float gy = silu_grad_(g[k], m[k] * A[k] + B[k]);
-                acc[k] += gy;
-                acc[d + k] += (double)gy * ((m[k] - MEAN[k]) * INVSTD[k]);
+                for (int64_t k = 0; k < d; ++k) {
+                    const float gy = silu_grad_(g[k], m[k] * A[k] + B[k]);
+                    gy_out[k] = gy;
+                    acc[k] += gy;
+                    acc[d + k] += (double)gy * ((m[k] - MEAN[k]) * INVSTD[k]);
+                }
+            } else {
+#pragma omp simd
+                for (int64_t k = 0; k < d; ++k) {
+                    const float gy = silu_grad_(g[k], m[k] * A[k] + B[k]);
+                    acc[k] += gy;
+                    acc[d + k] += (double)gy * ((m[k] - MEAN[k]) * INVSTD[k]);
+                }
             }
         }
 #pragma omp critical
@@ -147,9 +160,10 @@ int dos_bn_silu_grad_sums(const float *G, const float *M, const float *A, const 
  * G_E, written while its rows are in cache, for the caller to add the projection's gradient to
  * in place. GOUT may be NULL; so may G_E,
  * the gradient of the edge update e' = e + silu(bn(m)), whose BatchNorm gradient is added to m's:
- * BN (6 d floats) = A, B (as dos_bn_silu_residual), MEAN, INVSTD, C1, C2 with
- * dm = A (g_y - C1 - xhat C2) (C1 = mean of g_y, C2 = mean of g_y xhat with batch statistics,
- * both 0 with running statistics). */
+ * then GM holds g_y on entry (dos_bn_silu_grad_sums' GY) and is overwritten row by row, and
+ * BN (3 d floats) = K0, K1, A with dm = A (g_y - C1 - xhat C2) = A g_y + K0 - m K1 (C1 = mean
+ * of g_y, C2 = mean of g_y xhat with batch statistics, both 0 with running statistics; the
+ * caller folds them with MEAN and INVSTD into K0 = A (MEAN INVSTD C2 - C1), K1 = A INVSTD C2). */
 int dos_gated_backward(const float *GOUT, const float *G_E, const float *BN, const float *M,
                        const float *P,
                        const float *OUT, const float *DEN, const int64_t *src,
@@ -193,14 +207,12 @@ int dos_gated_backward(const float *GOUT, const float *G_E, const float *BN, con
                 if (G_E) {
                     const float *ge = G_E + t * d;
                     if (GIN) memcpy(GIN + t * d, ge, (size_t)d * sizeof(float));
-                    const float *A = BN, *B = BN + d, *MU = BN + 2 * d, *IS = BN + 3 * d;
-                    const float *C1 = BN + 4 * d, *C2 = BN + 5 * d;
+                    const float *K0 = BN, *K1 = BN + d, *A = BN + 2 * d;
 #pragma omp simd
                     for (int64_t k = 0; k < d; ++k) {
                         const float sg = sigmoidf_(m[k]);
-                        const float gy = silu_grad_(ge[k], m[k] * A[k] + B[k]);
                         const float g = (gn[k] * p[k] + gd[k]) * sg * (1.0f - sg) +
-                                        A[k] * (gy - C1[k] - (m[k] - MU[k]) * IS[k] * C2[k]);
+                                        A[k] * gm[k] + K0[k] - m[k] * K1[k];
                         gm[k] = g;
                         gq[k] += g;
                         gsj[k] += g;

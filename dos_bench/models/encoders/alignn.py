@@ -488,19 +488,23 @@ class _GatedConvNative(torch.autograd.Function):
         g_out = None if g_out is None else g_out.contiguous()
         g_e = None if g_e is None or not ctx.update else g_e.contiguous()
         g_bn_w = g_bn_b = bn_block = None
+        gm = torch.empty_like(m)
         if g_e is not None:
             sums = torch.zeros(2 * d, dtype=torch.float64)
+            # the sums pass leaves g_y in gm for the main pass to read (and overwrite with dm)
             lib.dos_bn_silu_grad_sums(
                 _f32(g_e), _f32(m), _f32(a), _f32(shift), _f32(mean), _f32(invstd), n_rows, d,
-                _f64(sums), threads,
+                _f64(sums), _f32(gm), threads,
             )  # fmt: skip
             g_bn_b, g_bn_w = sums[:d].float(), sums[d:].float()
             if ctx.batch_stats:
                 c1, c2 = g_bn_b / n_rows, g_bn_w / n_rows
             else:
                 c1 = c2 = torch.zeros_like(mean)
-            bn_block = torch.cat([a, shift, mean, invstd, c1, c2]).contiguous()
-        gm = torch.empty_like(m)
+            # dm = a (g_y - c1 - (m - mean) invstd c2) = a g_y + k0 - m k1
+            k1 = a * invstd * c2
+            k0 = mean * k1 - a * c1
+            bn_block = torch.cat([k0, k1, a]).contiguous()
         g_s, g_p = p.new_zeros(n_src, d), p.new_zeros(n_src, d)
         g_q = out.new_empty(n_dst, d)
         # e enters both the projection and the residual of the update: its gradient is
