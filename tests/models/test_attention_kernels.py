@@ -215,20 +215,12 @@ def test_an_unknown_kernel_is_refused_with_its_key() -> None:
         MultiHeadAttention(16, 2, kernel="flash")
 
 
-def test_without_a_compiler_attention_falls_back_to_torch(monkeypatch, caplog) -> None:
-    monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setattr(native.shutil, "which", lambda _: None)
-    native.attention_library.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="dos_bench.models.native"):
-            assert native.attention_library() is None
-        assert ["C attention kernel unavailable" in r.getMessage() for r in caplog.records] == [
-            True
-        ]
-        q, k, v = (torch.randn(2, 2, 6, 8) for _ in range(3))
-        assert _kernels(lambda: attend(q, k, v, causal=True)) == {FUSED}
-    finally:
-        native.attention_library.cache_clear()
+def test_without_a_compiler_attention_falls_back_to_torch(without_compiler, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="dos_bench.models.native"):
+        assert native.attention_library() is None
+    assert ["C attention kernel unavailable" in r.getMessage() for r in caplog.records] == [True]
+    q, k, v = (torch.randn(2, 2, 6, 8) for _ in range(3))
+    assert _kernels(lambda: attend(q, k, v, causal=True)) == {FUSED}
 
 
 def test_dense_atoms_from_host_sizes_equals_to_dense_batch() -> None:

@@ -203,18 +203,12 @@ def test_saturated_gates_match_torch(scale: float) -> None:
         torch.testing.assert_close(y, x, rtol=2e-4, atol=2e-5 * scale)
 
 
-def test_without_a_compiler_the_models_fall_back(monkeypatch, caplog) -> None:
-    monkeypatch.setenv("CC", "/nonexistent/cc")
-    monkeypatch.setattr(native.shutil, "which", lambda _: None)
-    native.gated_library.cache_clear()
-    try:
-        with caplog.at_level(logging.WARNING, logger="dos_bench.models.native"):
-            assert native.gated_library() is None
-        assert ["C kernels unavailable" in r.getMessage() for r in caplog.records] == [True]
-        edge_index = _graph(10, 30)
-        h, e = torch.randn(10, 8), torch.randn(30, 8)
-        ref, fast = _pair(8, True)
-        assert not _uses_kernel(fast, h, e, edge_index)
-        _assert_same(_run(ref, h, e, edge_index), _run(fast, h, e, edge_index))
-    finally:
-        native.gated_library.cache_clear()
+def test_without_a_compiler_the_models_fall_back(without_compiler, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="dos_bench.models.native"):
+        assert native.gated_library() is None
+    assert ["C kernels unavailable" in r.getMessage() for r in caplog.records] == [True]
+    edge_index = _graph(10, 30)
+    h, e = torch.randn(10, 8), torch.randn(30, 8)
+    ref, fast = _pair(8, True)
+    assert not _uses_kernel(fast, h, e, edge_index)
+    _assert_same(_run(ref, h, e, edge_index), _run(fast, h, e, edge_index))
