@@ -14,8 +14,8 @@ with the process and is reused, never handed back to the kernel. It sets, at run
 2³¹ − 1, is not enough: a 64-crystal ALIGNN step frees more than 2 GB at the top of the heap at
 once, glibc then hands it back and the next step faults it in again (measured on the alignn
 package's step in ``make bench``'s peers section: 10.4-15.5 s per step with 2³¹ − 1, 9.2-9.5 s
-with -1). The cost: the process's resident memory
-stays at its peak instead of shrinking between steps. ``system`` leaves the C library alone.
+with -1). The cost: the process's resident memory stays at its peak instead of shrinking between
+steps. ``system`` leaves the C library alone.
 Where glibc is not the allocator (macOS, musl, or jemalloc/tcmalloc preloaded with
 ``LD_PRELOAD``) ``retain`` changes nothing and says so in the log.
 """

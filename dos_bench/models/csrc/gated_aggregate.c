@@ -120,8 +120,8 @@ static inline float silu_grad_(float g, float y) {
 }
 
 /* SUMS (2 d doubles, zeroed): per-channel sum of g_y and of g_y * xhat, xhat = (m - MEAN) INVSTD.
- * GY (n_rows, d; may be NULL): g_y itself, kept for dos_gated_backward (it then needs no second
- * sigmoid per element). */
+ * GY (n_rows, d): g_y itself, kept for dos_gated_backward (which then needs no second sigmoid per
+ * element). */
 int dos_bn_silu_grad_sums(const float *G, const float *M, const float *A, const float *B,
                           const float *MEAN, const float *INVSTD, int64_t n_rows, int64_t d,
                           double *SUMS, float *GY, int n_threads) {
@@ -131,22 +131,13 @@ int dos_bn_silu_grad_sums(const float *G, const float *M, const float *A, const 
 #pragma omp for schedule(static)
         for (int64_t t = 0; t < n_rows; ++t) {
             const float *g = G + t * d, *m = M + t * d;
-            if (GY) {
-                float *gy_out = GY + t * d;
+            float *gy_out = GY + t * d;
 #pragma omp simd
-                for (int64_t k = 0; k < d; ++k) {
-                    const float gy = silu_grad_(g[k], m[k] * A[k] + B[k]);
-                    gy_out[k] = gy;
-                    acc[k] += gy;
-                    acc[d + k] += (double)gy * ((m[k] - MEAN[k]) * INVSTD[k]);
-                }
-            } else {
-#pragma omp simd
-                for (int64_t k = 0; k < d; ++k) {
-                    const float gy = silu_grad_(g[k], m[k] * A[k] + B[k]);
-                    acc[k] += gy;
-                    acc[d + k] += (double)gy * ((m[k] - MEAN[k]) * INVSTD[k]);
-                }
+            for (int64_t k = 0; k < d; ++k) {
+                const float gy = silu_grad_(g[k], m[k] * A[k] + B[k]);
+                gy_out[k] = gy;
+                acc[k] += gy;
+                acc[d + k] += (double)gy * ((m[k] - MEAN[k]) * INVSTD[k]);
             }
         }
 #pragma omp critical
