@@ -415,6 +415,7 @@ def peer_worker(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     import torch
 
+    from dos_bench.models.gemm import cpu_gemm
     from dos_bench.training.allocator import configure_cpu_allocator
 
     torch.set_num_threads(args.threads)
@@ -444,6 +445,8 @@ def peer_worker(argv: Sequence[str] | None = None) -> int:
         "warmup": args.warmup,
         "cpu_allocator": args.cpu_allocator,
         "allocator": loaded_allocator(),
+        # dense layers: dos_bench's on its cpu_gemm setting; the package's nn.Linear on torch's
+        "cpu_gemm": cpu_gemm() if args.model == "d_alignn" else "torch",
         "rss_built_mb": _status_mb("VmRSS"),
     }
     with _quiet():
@@ -557,6 +560,17 @@ def _cpu_flash_backward_flops(
     return 2 * _cpu_flash_forward_flops(query, key, value, dropout_p, is_causal)
 
 
+def _onednn_linear_flops(
+    x: Sequence[int], second: Any, third: Any, fourth: Any, *args: Any, **kwargs: Any
+) -> int:
+    """``mkldnn::_linear_pointwise`` (dos_bench's dense layers on oneDNN,
+    :mod:`dos_bench.models.gemm`): ``x (..., k) @ weight (n, k).T``, as torch counts ``mm``.
+    One formula for the op's two overloads (FlopCounterMode looks formulas up by the packet):
+    ``(X, W, B, attr, ...)`` and ``.binary`` ``(X, other, W, B, attr)``; the product only."""
+    weight = second if isinstance(fourth, str) else third
+    return 2 * math.prod(x[:-1]) * x[-1] * weight[0]
+
+
 def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
     """FLOPs of one call of ``fn`` (matmul/conv/attention ops only: FlopCounterMode has no
     formulas for elementwise, reduction, scatter or index ops), its wall time (the counter adds
@@ -569,7 +583,8 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
     full square. The unfused (math) path is counted through its ``bmm`` calls, in full.
     dos_bench's own C attention (``dos_bench::attention`` and its backward) is counted like the
     fused kernel, so a step gets the same count whichever kernel runs it (padding keys, which
-    the C kernel skips, are counted as the fused kernel computes them).
+    the C kernel skips, are counted as the fused kernel computes them). Dense layers on oneDNN
+    (``cpu_gemm: onednn``, :mod:`dos_bench.models.gemm`) are counted as the ``mm`` they replace.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -584,6 +599,7 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
             aten._scaled_dot_product_flash_attention_for_cpu_backward: (_cpu_flash_backward_flops),
             ours.attention: _native_forward_flops,
             ours.attention_backward: _native_backward_flops,
+            torch.ops.mkldnn._linear_pointwise: _onednn_linear_flops,
         },
     )
     t0 = time.perf_counter()
@@ -665,28 +681,44 @@ def step_stats(times: Sequence[float]) -> dict[str, float]:
     return out
 
 
-def mm_peak(dtype: str = "fp32", size: int = 2048, repeats: int = 8) -> float:
-    """Best ``torch.mm`` rate of two ``size``×``size`` matrices (FLOP/s), current threads."""
+def mm_rates(dtype: str = "fp32", size: int = 2048, repeats: int = 8) -> dict[str, float]:
+    """Best rate (FLOP/s) of a product of two ``size``×``size`` matrices, current threads, per
+    implementation: ``torch`` (``torch.mm``: MKL for fp32, oneDNN for bf16) and, for fp32 where
+    torch has it, ``onednn`` — the product dos_bench's dense layers use under ``cpu_gemm:
+    onednn`` (:mod:`dos_bench.models.gemm`; on AMD processors MKL keeps to AVX2)."""
     import torch
+
+    from dos_bench.models import gemm
 
     dt = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     g = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=g).to(dt)
     b = torch.randn(size, size, generator=g).to(dt)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2.0 * size**3 / best
+    products = {"torch": lambda: torch.mm(a, b)}
+    if dtype == "fp32" and gemm.onednn_available():
+        products["onednn"] = lambda: gemm.onednn_product(a, b)
+    rates = {}
+    for name, product in products.items():
+        product()
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            product()
+            best = min(best, time.perf_counter() - t0)
+        rates[name] = 2.0 * size**3 / best
+    return rates
+
+
+def mm_peak(dtype: str = "fp32", size: int = 2048, repeats: int = 8) -> float:
+    """The machine's matmul peak for efficiency figures: the best of :func:`mm_rates` (FLOP/s)."""
+    return max(mm_rates(dtype, size, repeats).values())
 
 
 # ------------------------------------------------------------------------------ profiles
 _MATMUL = (
-    "mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_mkl_linear",
-    "mkldnn_linear", "_scaled_dot_product", "_flash_attention", "convolution", "conv",
-    "mkldnn_rnn", "_thnn_fused_gru", "gru_cell", "einsum", "tensordot",
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "matmul", "linear", "_linear_pointwise",
+    "_mkl_linear", "mkldnn_linear", "_scaled_dot_product", "_flash_attention", "convolution",
+    "conv", "mkldnn_rnn", "_thnn_fused_gru", "gru_cell", "einsum", "tensordot",
 )  # fmt: skip
 _SCATTER = (
     "index_add", "index_select", "index_put", "_index_put_impl", "index", "scatter", "gather",

@@ -204,6 +204,7 @@ def _strategy_rule() -> Rule:
 
 # dos_bench.training.allocator.MODES (not imported: no side effects here)
 _MODES = ("retain", "system")
+_GEMMS = ("onednn", "torch")  # dos_bench.models.gemm.BACKENDS (importing it would import torch)
 _BATCH_LIMIT = integer(ge=0) | number(ge=0, le=1, null=True)
 _MONITOR = "<monitor>"  # marker: checked against the metrics the run logs
 
@@ -216,6 +217,7 @@ RULES: dict[str, Rule | _Lazy | str] = {
     "num_threads": integer(ge=1, null=True),
     "compile": boolean(),
     "cpu_allocator": one_of(*_MODES),
+    "cpu_gemm": one_of(*_GEMMS),
     "metric_space": one_of("native", "normalised"),
     "scheduler_interval": one_of("epoch", "step"),
     "ddp_launcher": one_of("elastic", "lightning"),

@@ -514,8 +514,9 @@ def _models_fp32_table(rows: list[dict[str, Any]], peak: float) -> Table:
         "target",
     ]  # fmt: skip
     note = (
-        "eff % = counted FLOP / best step time / fp32 torch.mm 2048x2048 peak measured just "
-        "before the model (best of 5; the load changes).  FLOPs: "
+        "eff % = counted FLOP / best step time / fp32 matmul 2048x2048 peak measured just "
+        "before the model (best of 5 of torch.mm and oneDNN, the faster; the load changes).  "
+        "FLOPs: "
         "dos_bench.bench_utils.count_flops (torch's FlopCounterMode + the fused CPU attention "
         "kernel, causal attention as its triangle),\none step: matmul/conv/attention ops only "
         "(scatter, gather, index, elementwise and norm ops count zero, though they take time).  "
@@ -598,17 +599,18 @@ def _profile_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def bench_models(args: argparse.Namespace) -> SectionResult:
-    """Every model config: train/infer graphs/s, GFLOP/graph and efficiency vs torch.mm peak."""
+    """Every model config: train/infer graphs/s, GFLOP/graph and efficiency vs the matmul peak."""
     import torch
 
-    from dos_bench.bench_utils import compose, mm_peak, network_signature
+    from dos_bench.bench_utils import compose, mm_peak, mm_rates, network_signature
 
     torch.set_num_threads(args.threads)
     names = _model_list(args)
     precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
     records, index = _fixed_batch_records()
     atoms = records.rs.n_atoms[index]
-    peaks = {"fp32": mm_peak("fp32")}
+    fp32_rates = mm_rates("fp32")
+    peaks = {"fp32": max(fp32_rates.values())}
     if "bf16" in precisions:
         peaks["bf16"] = mm_peak("bf16")
     load0 = load_average()
@@ -665,7 +667,13 @@ def bench_models(args: argparse.Namespace) -> SectionResult:
                 f"{atoms.min()} / {atoms.mean():.1f} / {atoms.max()}",
             ),
             Metric("output points of every model (eDOS grid)", OUT_DIM),
-            Metric("torch.mm fp32 2048x2048 peak (best of 8)", peaks["fp32"] / 1e9, "GFLOP/s"),
+            Metric("fp32 2048x2048 matmul peak (best of 8)", peaks["fp32"] / 1e9, "GFLOP/s"),
+            *[
+                Metric(f"  of which {name} (dense layers: cpu_gemm=onednn)", rate / 1e9, "GFLOP/s")
+                if name == "onednn"
+                else Metric(f"  of which {name}.mm", rate / 1e9, "GFLOP/s")
+                for name, rate in fp32_rates.items()
+            ],
         ]
         if "bf16" in peaks:
             m.append(Metric("torch.mm bf16 2048x2048 peak", peaks["bf16"] / 1e9, "GFLOP/s"))
@@ -673,7 +681,7 @@ def bench_models(args: argparse.Namespace) -> SectionResult:
         if local:
             m.append(
                 Metric(
-                    f"torch.mm {prec} peak before each model (min / median / max)",
+                    f"{prec} matmul peak before each model (min / median / max)",
                     f"{min(local):.1f} / {float(np.median(local)):.1f} / {max(local):.1f}",
                     "GFLOP/s",
                 )
@@ -1198,8 +1206,8 @@ def bench_attention(args: argparse.Namespace) -> SectionResult:
         "of mm peak: FLOPs counted by dos_bench.bench_utils.count_flops (torch's FlopCounterMode "
         "for matmuls, plus the attention kernels, which torch counts as zero; causal "
         "attention counts its scored triangle, not the full square) per median step, over the "
-        "best 2048x2048 fp32 torch.mm rate measured just before and after this model's steps; "
-        "every column divides the fused path's FLOPs."
+        "best 2048x2048 fp32 matmul rate (torch.mm or oneDNN, the faster) measured just before "
+        "and after this model's steps; every column divides the fused path's FLOPs."
     )
     details["load_average"] = {"before": load0, "after": load1}
     return SectionResult(metrics, details, [Table("attention kernels", header, rows, note)])
@@ -1391,6 +1399,11 @@ def _same_batch(runs: dict[str, list[dict[str, Any]]]) -> str:
     return "yes (crystals, edges, line-graph edges, threads)" if len(seen) <= 1 else "NO: differ"
 
 
+def _peer_gemms(runs: list[dict[str, Any]]) -> list[str]:
+    """The ``cpu_gemm`` settings a model's workers ran with (``?`` for a failed worker)."""
+    return sorted({str(r.get("cpu_gemm", "?")) for r in runs})
+
+
 def bench_peers(args: argparse.Namespace) -> SectionResult:
     """D-ALIGNN vs the alignn package (PyPI): graphs/s, GFLOP/step, peak RSS, same batch.
 
@@ -1489,6 +1502,11 @@ def bench_peers(args: argparse.Namespace) -> SectionResult:
             "medians over the rounds",
         ),
         Metric("same batch in every subprocess", _same_batch(runs)),
+        Metric(
+            "dense-layer products",
+            f"D-ALIGNN: cpu_gemm={'/'.join(_peer_gemms(runs.get('d_alignn', [])))} "
+            "(dos_bench/models/gemm.py); alignn: its nn.Linear on torch (MKL for fp32)",
+        ),
         Metric("alignn version", version),
     ]
     if ratios is not None:
@@ -1526,7 +1544,8 @@ def bench_peers(args: argparse.Namespace) -> SectionResult:
     note = (
         "peak RSS: VmHWM of the model's subprocess (interpreter, data, model, AdamW state and "
         "the steps); built: VmRSS before its first step.  GFLOP: "
-        "torch.utils.flop_counter.FlopCounterMode,\none step, matmul/conv ops only.  peer: "
+        "torch.utils.flop_counter.FlopCounterMode (+ oneDNN dense products counted as the mm "
+        "they replace),\none step, matmul/conv ops only.  peer: "
         "alignn.models.alignn_atomwise_pure.ALIGNNAtomWisePure at D-ALIGNN's sizes (see "
         "dos_bench.bench_utils.build_alignn_peer for what still\ndiffers: LayerNorm, layer "
         "order, one output layer, angles recomputed per step)."

@@ -86,3 +86,31 @@ def test_the_c_attention_kernel_is_counted_like_the_fused_one(causal: bool, mask
     fused, _, fused_ops = count_flops(step("torch"))
     assert set(ours_ops) == {"dos_bench.attention", "dos_bench.attention_backward"}
     assert ours == fused > 0
+
+
+def test_dense_layers_on_onednn_count_as_the_mm_they_replace() -> None:
+    """``cpu_gemm: onednn`` runs dense layers as ``mkldnn::_linear_pointwise`` (forward, input
+    gradient, weight gradient in row blocks); the count equals torch's for the same step, so
+    the peers' GFLOP/step and the models' efficiency do not depend on the setting."""
+    from dos_bench.models import gemm
+
+    if not gemm.onednn_available():
+        pytest.skip("torch built without oneDNN")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 256, generator=g, requires_grad=True)
+    layers = torch.nn.Sequential(gemm.Linear(256, 512), torch.nn.ReLU(), gemm.Linear(512, 200))
+
+    def step() -> None:
+        layers(x).sum().backward()
+
+    before = gemm.cpu_gemm()
+    counts = {}
+    try:
+        for name in ("onednn", "torch"):
+            gemm.set_cpu_gemm(name)
+            counts[name] = count_flops(step)
+    finally:
+        gemm.set_cpu_gemm(before)
+    assert counts["onednn"][0] == counts["torch"][0] == 3 * 2 * 3000 * (256 * 512 + 512 * 200)
+    assert set(counts["onednn"][2]) == {"mkldnn._linear_pointwise"}
+    assert "mkldnn._linear_pointwise" not in counts["torch"][2]

@@ -52,6 +52,7 @@ def test_build_unwraps_our_errors():
 def test_model_option_rules_list_the_values_the_modules_accept() -> None:
     """validation.RULES refuses bad model options before data preparation; the modules check
     them again when built. Both lists must stay the same."""
+    from dos_bench.models import gemm
     from dos_bench.models.encoders import alignn, unimp
     from dos_bench.models.heads import attention, energy_embedding
     from dos_bench.validation import RULES
@@ -63,6 +64,7 @@ def test_model_option_rules_list_the_values_the_modules_accept() -> None:
         "model.encoder.crystal_vector": unimp._CRYSTAL_VECTOR,
         "model.head.kernel": attention.ATTENTION_KERNELS,
         "model.head.fusion": energy_embedding._FUSIONS,
+        "cpu_gemm": gemm.BACKENDS,
     }
     for key, values in modules.items():
         shown = ", ".join(repr(v) for v in values)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear
 
 __all__ = ["ACTIVATIONS", "GaussianExpansion", "activation", "mlp"]
 
@@ -150,7 +151,7 @@ def mlp(
     layers: list[nn.Module] = []
     n_layers = len(dims) - 1
     for i in range(n_layers):
-        layers.append(nn.Linear(dims[i], dims[i + 1]))
+        layers.append(Linear(dims[i], dims[i + 1]))
         if i < n_layers - 1 or last_act:
             if norm == "batch":
                 layers.append(nn.BatchNorm1d(dims[i + 1]))

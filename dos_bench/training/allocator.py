@@ -1,4 +1,5 @@
-"""CPU settings of a training process: threads and the memory-allocator policy (``cpu_allocator``).
+"""CPU settings of a training process: threads, the memory-allocator policy (``cpu_allocator``)
+and the fp32 matrix product of dense layers (``cpu_gemm``, see :mod:`dos_bench.models.gemm`).
 
 On CPU, PyTorch takes every tensor's memory from the C library's ``malloc``. glibc serves blocks
 above 32 MB with a fresh ``mmap`` and returns them to the kernel on ``free``, so a model whose
@@ -94,10 +95,14 @@ def release_free_memory() -> bool:
     return bool(libc.malloc_trim(0)) if libc is not None and hasattr(libc, "malloc_trim") else False
 
 
-def configure_cpu(num_threads: int | None, allocator: str = "retain") -> None:
+def configure_cpu(num_threads: int | None, allocator: str = "retain", gemm: str = "onednn") -> None:
     """A training process's CPU settings: ``num_threads`` torch threads (``None``: torch's
-    default) and the allocator policy (:func:`configure_cpu_allocator`)."""
+    default), the allocator policy (:func:`configure_cpu_allocator`) and the fp32 matrix
+    product of dense layers (``cpu_gemm``, :func:`dos_bench.models.gemm.set_cpu_gemm`)."""
     import torch
 
+    from dos_bench.models.gemm import set_cpu_gemm
+
+    set_cpu_gemm(gemm)
     torch.set_num_threads(int(num_threads or torch.get_num_threads()))
     configure_cpu_allocator(allocator)

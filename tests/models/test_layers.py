@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear
 from dos_bench.models.layers import GaussianExpansion, mlp
 
 
@@ -70,11 +71,11 @@ def test_mlp_dims() -> None:
 def test_mlp_options() -> None:
     net = mlp([4, 6, 3], act="relu", norm="batch", dropout=0.1, last_act=True)
     kinds = [type(m) for m in net]
-    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout] * 2
+    assert kinds == [Linear, nn.BatchNorm1d, nn.ReLU, nn.Dropout] * 2
     net = mlp([4, 3], norm="layer")
-    assert [type(m) for m in net] == [nn.Linear]
+    assert [type(m) for m in net] == [Linear]
     net = mlp([4, 5, 3], norm="layer")
-    assert [type(m) for m in net] == [nn.Linear, nn.LayerNorm, nn.SiLU, nn.Linear]
+    assert [type(m) for m in net] == [Linear, nn.LayerNorm, nn.SiLU, Linear]
     for bad in ({"dims": [4]}, {"dims": [4, 3], "act": "swish2"}, {"dims": [4, 3], "norm": "x"}):
         with pytest.raises(ConfigError):
             mlp(**bad)

@@ -123,7 +123,8 @@ from torch_geometric.nn import global_mean_pool
 
 from dos_bench.data.graphs import edge_vectors
 from dos_bench.io import ConfigError
-from dos_bench.models import native
+from dos_bench.models import gemm, native
+from dos_bench.models.gemm import Linear
 from dos_bench.models.layers import GaussianExpansion
 from dos_bench.models.model import EncoderOutput
 
@@ -206,7 +207,7 @@ def bond_cosines(vec: Tensor, lg_edge_index: Tensor) -> Tensor:
 
 def _mlp_layer(i: int, o: int) -> nn.Sequential:
     """ALIGNN ``MLPLayer``: Linear, BatchNorm1d, SiLU."""
-    return nn.Sequential(nn.Linear(i, o), nn.BatchNorm1d(o), nn.SiLU())
+    return nn.Sequential(Linear(i, o), nn.BatchNorm1d(o), nn.SiLU())
 
 
 def _mlp(layers: nn.Sequential, x: Tensor) -> Tensor:
@@ -436,7 +437,7 @@ class _GatedConvNative(torch.autograd.Function):
         threads = torch.get_num_threads()
         s, p, q, e = (x.contiguous() for x in (s, p, q, e))
         src = src.long().contiguous()
-        m = e @ weight.t()  # the bias is added by the kernel (addmm would copy it in first)
+        m = gemm.matmul_nt(e, weight)  # the kernel adds the bias (addmm would copy it in first)
         bias = bias.contiguous()
         n_rows, d = m.shape
         n_dst = q.shape[0]
@@ -507,21 +508,18 @@ class _GatedConvNative(torch.autograd.Function):
             bn_block = torch.cat([k0, k1, a]).contiguous()
         g_s, g_p = p.new_zeros(n_src, d), p.new_zeros(n_src, d)
         g_q = out.new_empty(n_dst, d)
-        # e enters both the projection and the residual of the update: its gradient is
-        # g_e + dm W, accumulated in place on a copy of g_e the kernel writes as it reads g_e
-        g_in = torch.empty_like(m) if g_e is not None and ctx.needs_input_grad[3] else None
         rc = lib.dos_gated_backward(
             _f32(g_out), _f32(g_e), _f32(bn_block), _f32(m), _f32(p), _f32(out), _f32(den),
             _i64(src), _i64(ptr), n_dst, n_src, d, _f32(gm), _f32(g_s), _f32(g_p), _f32(g_q),
-            _f32(g_in), threads,
+            _f32(None), threads,
         )  # fmt: skip
         if rc != 0:
             raise MemoryError("edge-gated backward: cannot allocate its per-thread buffers")
-        if g_in is not None:  # out= rather than addmm_: torch's FLOP counter knows this one
-            torch.addmm(g_in, gm, weight, out=g_in)
-        elif ctx.needs_input_grad[3]:
-            g_in = gm @ weight
-        g_w = gm.t() @ e if ctx.needs_input_grad[4] else None
+        g_in = None
+        if ctx.needs_input_grad[3]:
+            # e enters both the projection and the residual of the update: g_e + dm W
+            g_in = gemm.matmul_nt(gm, weight.t(), add=g_e)
+        g_w = gemm.matmul_tn(gm, e) if ctx.needs_input_grad[4] else None
         # sum over edges of dm = sum over targets of their edges' dm (the kernel's g_q)
         g_b = g_q.sum(0) if ctx.needs_input_grad[5] else None
         return (
@@ -552,11 +550,11 @@ class EdgeGatedConv(nn.Module):
         super().__init__()
         if kernel not in _KERNELS:
             raise ConfigError(f"model.encoder.kernel must be one of {_KERNELS}, got {kernel!r}")
-        self.src_gate = nn.Linear(dim, dim)  # W_s, applied to the source j
-        self.dst_gate = nn.Linear(dim, dim)  # W_d, applied to the target i
-        self.edge_gate = nn.Linear(dim, dim)  # W_e
-        self.self_update = nn.Linear(dim, dim)  # W_1 (ALIGNN's ``src_update``)
-        self.nbr_update = nn.Linear(dim, dim)  # W_2 (ALIGNN's ``dst_update``)
+        self.src_gate = Linear(dim, dim)  # W_s, applied to the source j
+        self.dst_gate = Linear(dim, dim)  # W_d, applied to the target i
+        self.edge_gate = Linear(dim, dim)  # W_e
+        self.self_update = Linear(dim, dim)  # W_1 (ALIGNN's ``src_update``)
+        self.nbr_update = Linear(dim, dim)  # W_2 (ALIGNN's ``dst_update``)
         self.bn_nodes = nn.BatchNorm1d(dim)
         self.update_edges = update_edges
         self.bn_edges = nn.BatchNorm1d(dim) if update_edges else None
@@ -627,7 +625,7 @@ class EdgeGatedConv(nn.Module):
         layers = (self.src_gate, self.nbr_update, self.dst_gate, self.self_update)
         weight = torch.cat([lin.weight for lin in layers])
         bias = torch.cat([lin.bias for lin in layers])
-        return nn.functional.linear(h, weight, bias).split(self.src_gate.out_features, dim=1)
+        return gemm.linear(h, weight, bias).split(self.src_gate.out_features, dim=1)
 
 
 class ALIGNNEncoder(nn.Module):

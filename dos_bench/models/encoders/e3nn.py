@@ -69,6 +69,7 @@ from torch_geometric.nn import global_add_pool, global_mean_pool
 
 from dos_bench.data.graphs import edge_vectors
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear
 from dos_bench.models.model import EncoderOutput
 
 __all__ = ["E3NNEncoder", "GatedConvolution"]
@@ -163,8 +164,8 @@ class E3NNEncoder(nn.Module):
         self.n_types = int(n_types)
         self.pooling = pooling
         self.out_act = out_act
-        self.embed_x = nn.Linear(in_dim, em_dim)
-        self.embed_z = None if shared_embedding else nn.Linear(n_types, em_dim)
+        self.embed_x = Linear(in_dim, em_dim)
+        self.embed_z = None if shared_embedding else Linear(n_types, em_dim)
 
         self.irreps_edge = o3.Irreps.spherical_harmonics(lmax)
         irreps_node_attr = o3.Irreps(f"{em_dim}x0e")

@@ -61,6 +61,7 @@ from torch_geometric.utils import softmax
 
 from dos_bench.data.features import N_COMPOSITION
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear
 from dos_bench.models.layers import GaussianExpansion
 from dos_bench.models.model import EncoderOutput
 
@@ -129,8 +130,8 @@ class CompositionPooling(nn.Module):
         if reduce not in ("mean", "sum"):
             raise ConfigError(f"model.encoder.pool_reduce must be 'mean' or 'sum', got {reduce!r}")
         self.reduce = global_mean_pool if reduce == "mean" else global_add_pool
-        self.node_layer = nn.Linear(dim + comp_dim, hidden)
-        self.att_layer = nn.Linear(hidden, 1)
+        self.node_layer = Linear(dim + comp_dim, hidden)
+        self.att_layer = Linear(hidden, 1)
 
     def forward(self, h: Tensor, comp: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         chunk = torch.cat([h, comp[batch].to(h.dtype)], dim=-1)
@@ -180,8 +181,8 @@ class GATGNNEncoder(nn.Module):
                 f"model.encoder needs n_layers >= 1 and heads >= 1, got {n_layers}, {heads}"
             )
         self.rbf = GaussianExpansion(0.0, rbf_stop, rbf_num, rbf_width)
-        self.embed_node = nn.Linear(in_dim, hidden)
-        self.embed_edge = nn.Linear(rbf_num, hidden)
+        self.embed_node = Linear(in_dim, hidden)
+        self.embed_edge = Linear(rbf_num, hidden)
         self.edge_slope = edge_slope
         self.convs = nn.ModuleList(
             GATCrystalConv(hidden, hidden, heads, dropout) for _ in range(n_layers)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool, global_mean_pool
 
+from dos_bench.models.gemm import Linear, linear
 from dos_bench.models.layers import GaussianExpansion
 from dos_bench.models.model import EncoderOutput
 
@@ -36,7 +37,7 @@ __all__ = ["GraphNetworkEncoder"]
 
 
 def _two_layer(i: int, d: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(i, 2 * d), nn.LayerNorm(2 * d), nn.PReLU(), nn.Linear(2 * d, d))
+    return nn.Sequential(Linear(i, 2 * d), nn.LayerNorm(2 * d), nn.PReLU(), Linear(2 * d, d))
 
 
 class GraphNetworkEncoder(nn.Module):
@@ -66,8 +67,8 @@ class GraphNetworkEncoder(nn.Module):
             raise ValueError(f"model.encoder.pooling must be 'sum' or 'mean', got {pooling!r}")
         d = hidden
         self.rbf = GaussianExpansion(0.0, rbf_stop, rbf_num, rbf_width)
-        self.node_enc = nn.Sequential(nn.Linear(in_dim, d), nn.PReLU(), nn.Linear(d, d))
-        self.edge_enc = nn.Sequential(nn.Linear(rbf_num, d), nn.PReLU(), nn.Linear(d, d))
+        self.node_enc = nn.Sequential(Linear(in_dim, d), nn.PReLU(), Linear(d, d))
+        self.edge_enc = nn.Sequential(Linear(rbf_num, d), nn.PReLU(), Linear(d, d))
         self.edge_mlps = nn.ModuleList(_two_layer(3 * d, d) for _ in range(n_layers))
         self.node_mlps = nn.ModuleList(_two_layer(2 * d, d) for _ in range(n_layers))
         self.pool = global_add_pool if pooling == "sum" else global_mean_pool
@@ -104,10 +105,10 @@ class GraphNetworkEncoder(nn.Module):
         first = mlp[0]
         d = h.shape[-1]
         w = first.weight
-        atom_j = h @ w[:, :d].t()
-        atom_i = h @ w[:, d : 2 * d].t()
-        z = torch.addmm(first.bias, b, w[:, 2 * d :].t())
-        # in place: addmm's output is not saved for its backward
+        atom_j = linear(h, w[:, :d])
+        atom_i = linear(h, w[:, d : 2 * d])
+        z = linear(b, w[:, 2 * d :], first.bias)
+        # in place: a linear layer's output is not saved for its backward
         z = z.add_(atom_j.index_select(0, src)).add_(atom_i.index_select(0, dst))
         for layer in mlp[1:-1]:
             z = layer(z)
@@ -121,4 +122,4 @@ class GraphNetworkEncoder(nn.Module):
         applied to n atoms instead of E ≈ 12 n edges."""
         summed = a.new_zeros(n, a.shape[-1]).index_add_(0, dst, a)
         deg = a.new_zeros(n).index_add_(0, dst, a.new_ones(dst.shape[0]))
-        return torch.addmm(deg[:, None] * out.bias, summed, out.weight.t())
+        return linear(summed, out.weight) + deg[:, None] * out.bias

@@ -65,6 +65,7 @@ from torch_geometric.nn import TransformerConv, global_mean_pool
 
 from dos_bench.data.features import N_COMPOSITION
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear
 from dos_bench.models.layers import GaussianExpansion
 from dos_bench.models.model import EncoderOutput
 
@@ -140,11 +141,11 @@ class UniMPEncoder(nn.Module):
         self.edge_slope = edge_slope
         self.layer_norm = bool(beta if layer_norm is None else layer_norm)
         self.rbf = GaussianExpansion(0.0, rbf_stop, rbf_num, rbf_width)
-        self.embed_node = nn.Linear(in_dim, hidden)
-        self.embed_edge = nn.Linear(rbf_num, hidden)
+        self.embed_node = Linear(in_dim, hidden)
+        self.embed_edge = Linear(rbf_num, hidden)
         self.crystal_vector = crystal_vector
         self.embed_comp = (
-            nn.Linear(N_COMPOSITION, hidden) if crystal_vector == "mean_composition" else None
+            Linear(N_COMPOSITION, hidden) if crystal_vector == "mean_composition" else None
         )
         inner = heads * channels
         self.convs = nn.ModuleList()

@@ -35,6 +35,7 @@ from torch_geometric.utils import to_dense_batch
 
 from dos_bench.io import ConfigError
 from dos_bench.models import native
+from dos_bench.models.gemm import Linear
 from dos_bench.models.layers import activation
 
 __all__ = [
@@ -293,10 +294,10 @@ class MultiHeadAttention(nn.Module):
             raise ConfigError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         kv_dim = d_model if kv_dim is None else kv_dim
         self.d_model, self.n_heads, self.attn_dropout = d_model, n_heads, attn_dropout
-        self.q = nn.Linear(d_model, d_model, bias=bias)
-        self.k = nn.Linear(kv_dim, d_model, bias=bias)
-        self.v = nn.Linear(kv_dim, d_model, bias=bias)
-        self.o = nn.Linear(d_model, d_model, bias=bias) if out_proj else nn.Identity()
+        self.q = Linear(d_model, d_model, bias=bias)
+        self.k = Linear(kv_dim, d_model, bias=bias)
+        self.v = Linear(kv_dim, d_model, bias=bias)
+        self.o = Linear(d_model, d_model, bias=bias) if out_proj else nn.Identity()
 
     def _split(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -327,10 +328,10 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, act: str = "relu", dropout: float = 0.0):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, d_ff),
+            Linear(d_model, d_ff),
             activation(act),
             nn.Dropout(dropout),
-            nn.Linear(d_ff, d_model),
+            Linear(d_ff, d_model),
         )
 
     def forward(self, x: Tensor) -> Tensor:

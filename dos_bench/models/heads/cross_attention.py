@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from dos_bench.models.gemm import Linear
 from dos_bench.models.heads.attention import TransformerLayer, dense_atoms, host_max_atoms
 from dos_bench.models.heads.energy_embedding import EnergyReadout
 from dos_bench.models.model import EncoderOutput
@@ -84,8 +85,8 @@ class CrossAttentionHead(nn.Module):
     ) -> None:
         super().__init__()
         self.energy = nn.Embedding(out_dim, d)
-        self.node_proj = nn.Linear(node_dim, d) if node_dim != d else nn.Identity()
-        self.graph_proj = nn.Linear(graph_dim, d) if graph_dim != d else nn.Identity()
+        self.node_proj = Linear(node_dim, d) if node_dim != d else nn.Identity()
+        self.graph_proj = Linear(graph_dim, d) if graph_dim != d else nn.Identity()
         self.layers = nn.ModuleList(
             TransformerLayer(
                 d,

@@ -23,10 +23,10 @@ whose eq. 3 is the same readout applied to the attended embeddings :math:`\mathb
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear, linear
 from dos_bench.models.layers import activation
 from dos_bench.models.model import EncoderOutput
 
@@ -74,19 +74,19 @@ class EnergyReadout(nn.Module):
         self.fusion, self.d = fusion, d
         if fusion == "add":
             self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
-            self.fc1 = nn.Linear(d, hidden)
+            self.fc1 = Linear(d, hidden)
         else:
-            self.fc1 = nn.Linear(2 * d, hidden)
+            self.fc1 = Linear(2 * d, hidden)
         self.act = activation(act)
         self.drop = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(hidden, 1)
+        self.fc2 = Linear(hidden, 1)
 
     def forward(self, tokens: Tensor, g: Tensor) -> Tensor:
         if self.fusion == "add":
             h = self.fc1(tokens + self.alpha * g.unsqueeze(-2))
         else:  # W [e; g] + b == W_e e + W_g g + b, evaluated without materialising [e; g]
             w_e, w_g = self.fc1.weight[:, : self.d], self.fc1.weight[:, self.d :]
-            h = F.linear(tokens, w_e) + F.linear(g, w_g, self.fc1.bias).unsqueeze(-2)
+            h = linear(tokens, w_e) + linear(g, w_g, self.fc1.bias).unsqueeze(-2)
         return self.fc2(self.drop(self.act(h))).squeeze(-1)
 
 
@@ -131,7 +131,7 @@ class EnergyEmbeddingHead(nn.Module):
     ) -> None:
         super().__init__()
         self.energy = nn.Embedding(out_dim, d)
-        self.graph_proj = nn.Linear(graph_dim, d) if graph_dim != d else nn.Identity()
+        self.graph_proj = Linear(graph_dim, d) if graph_dim != d else nn.Identity()
         self.readout = EnergyReadout(d, hidden, fusion, act, alpha_init, dropout)
 
     def forward(self, enc: EncoderOutput, batch=None, target: Tensor | None = None) -> Tensor:

@@ -71,6 +71,7 @@ import torch
 from torch import Tensor, nn
 
 from dos_bench.io import ConfigError
+from dos_bench.models.gemm import Linear
 from dos_bench.models.layers import mlp
 from dos_bench.models.model import EncoderOutput
 
@@ -158,13 +159,13 @@ class Mat2SpecHead(nn.Module):
         translator_hidden = list(translator_hidden)
         # feature branch
         self.feat_mlp = mlp([graph_dim, *feat_hidden], act="relu", dropout=dropout, last_act=True)
-        self.feat_mu = nn.Linear(feat_hidden[-1], n_components * latent_dim)
-        self.feat_logvar = nn.Linear(feat_hidden[-1], n_components * latent_dim)
-        self.feat_mix = nn.Linear(feat_hidden[-1], n_components)
+        self.feat_mu = Linear(feat_hidden[-1], n_components * latent_dim)
+        self.feat_logvar = Linear(feat_hidden[-1], n_components * latent_dim)
+        self.feat_mix = Linear(feat_hidden[-1], n_components)
         # label branch
         self.label_mlp = mlp([out_dim, *label_hidden], act="relu", dropout=dropout, last_act=True)
-        self.label_mu = nn.Linear(label_hidden[-1], latent_dim)
-        self.label_logvar = nn.Linear(label_hidden[-1], latent_dim)
+        self.label_mu = Linear(label_hidden[-1], latent_dim)
+        self.label_logvar = Linear(label_hidden[-1], latent_dim)
         self.label_mix = mlp([out_dim, mix_hidden, out_dim], act="relu")
         self.register_buffer("eye", torch.eye(out_dim), persistent=False)
         # shared decoder
@@ -172,18 +173,18 @@ class Mat2SpecHead(nn.Module):
         layers: list[nn.Module] = []
         for i in range(len(dims) - 1):
             last = i == len(dims) - 2
-            layers += [nn.Linear(dims[i], dims[i + 1]), nn.LeakyReLU() if last else nn.ReLU()]
+            layers += [Linear(dims[i], dims[i + 1]), nn.LeakyReLU() if last else nn.ReLU()]
         self.translator = nn.Sequential(*layers)
         emb = translator_hidden[-1]
         self.predictor = (
             mlp([emb, predictor_hidden, out_dim], act="relu")
             if predictor == "paper"
-            else nn.Linear(emb, out_dim, bias=False)
+            else Linear(emb, out_dim, bias=False)
         )
         self.projector = (
             mlp([emb, projector_hidden, proj_dim], act="relu")
             if projector == "paper"
-            else nn.Linear(emb, proj_dim)
+            else Linear(emb, proj_dim)
         )
 
     # ------------------------------------------------------------------ pieces

@@ -42,6 +42,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from dos_bench.models.gemm import Linear
 from dos_bench.models.heads.attention import attend, dense_atoms, host_max_atoms
 from dos_bench.models.model import EncoderOutput
 
@@ -82,15 +83,15 @@ class RNNHead(nn.Module):
         self.out_dim, self.chunk, self.attention = out_dim, min(chunk, out_dim), attention
         self.n_steps = math.ceil(out_dim / self.chunk)
         self.n_layers, self.hidden = n_layers, hidden
-        self.latent = nn.Linear(graph_dim, hidden)
-        self.inp = nn.Linear(self.chunk + hidden, hidden)
+        self.latent = Linear(graph_dim, hidden)
+        self.inp = Linear(self.chunk + hidden, hidden)
         self.gru = nn.GRU(
             hidden, hidden, n_layers, batch_first=True, dropout=gru_dropout if n_layers > 1 else 0.0
         )
-        self.proj = nn.Linear(hidden, hidden)
-        self.node_proj = nn.Linear(node_dim, hidden) if attention else None
-        self.compress = nn.Linear((3 if attention else 2) * hidden, hidden)
-        self.out = nn.Linear(hidden, self.chunk)
+        self.proj = Linear(hidden, hidden)
+        self.node_proj = Linear(node_dim, hidden) if attention else None
+        self.compress = Linear((3 if attention else 2) * hidden, hidden)
+        self.out = Linear(hidden, self.chunk)
 
     def forward(self, enc: EncoderOutput, batch=None, target: Tensor | None = None) -> Tensor:
         b = enc.graph.shape[0]

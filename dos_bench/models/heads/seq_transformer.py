@@ -43,6 +43,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dos_bench.models.gemm import Linear, linear
 from dos_bench.models.heads.attention import TransformerLayer, dense_atoms, host_max_atoms
 from dos_bench.models.model import EncoderOutput
 
@@ -88,8 +89,8 @@ class SeqTransformerHead(nn.Module):
         self.causal = causal
         self.scale = math.sqrt(d_model)
         self.pos = nn.Embedding(out_dim, d_model)
-        self.inp = nn.Linear(d_model + graph_dim, d_model)
-        self.node_proj = nn.Linear(node_dim, d_model) if node_dim != d_model else nn.Identity()
+        self.inp = Linear(d_model + graph_dim, d_model)
+        self.node_proj = Linear(node_dim, d_model) if node_dim != d_model else nn.Identity()
         self.layers = nn.ModuleList(
             TransformerLayer(
                 d_model,
@@ -106,7 +107,7 @@ class SeqTransformerHead(nn.Module):
             for _ in range(n_layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.out = nn.Linear(d_model, 1)
+        self.out = Linear(d_model, 1)
 
     def decoder_input(self, graph: Tensor) -> Tensor:
         """``LeakyReLU(Linear([√d · pos_i; h_x])`` for every position: ``(B, M, d)``.
@@ -119,8 +120,8 @@ class SeqTransformerHead(nn.Module):
         """
         d = self.pos.embedding_dim
         w, b = self.inp.weight, self.inp.bias
-        pos = F.linear(self.pos.weight * self.scale, w[:, :d])  # (M, d)
-        ctx = F.linear(graph, w[:, d:], b)  # (B, d)
+        pos = linear(self.pos.weight * self.scale, w[:, :d])  # (M, d)
+        ctx = linear(graph, w[:, d:], b)  # (B, d)
         return F.leaky_relu(ctx.unsqueeze(1) + pos.unsqueeze(0))
 
     def forward(self, enc: EncoderOutput, batch=None, target: Tensor | None = None) -> Tensor:

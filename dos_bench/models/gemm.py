@@ -1,0 +1,174 @@
+"""Dense layers on the CPU's fastest fp32 matrix product (``cpu_gemm``).
+
+torch multiplies fp32 matrices on the CPU with MKL's ``sgemm``.  MKL chooses its code path by
+processor vendor, and on AMD processors it runs its AVX2 kernels even where the core has
+AVX-512: on the benchmark machine (AMD EPYC, Zen 5) ``torch.mm`` of two 2048² matrices reaches
+~210 GFLOP/s on two cores while oneDNN — also shipped inside torch, and dispatching by the
+instruction sets the processor reports — reaches ~480.  Every linear layer of an encoder or a
+head is such a product; on ALIGNN they are 80 % of a training step.
+
+This module routes them through oneDNN (``torch.ops.mkldnn._linear_pointwise``) with an
+explicit backward:
+
+* forward ``y = x Wᵀ + b`` and input gradient ``dx = dy W``: one oneDNN product each
+  (2.2–2.4× MKL on ALIGNN's and the transformers' shapes here);
+* weight gradient ``dW = dyᵀ x``: a product over the rows (the long dimension), whose operands
+  are both transposed for oneDNN; it runs in blocks of :data:`_WEIGHT_GRAD_ROWS` rows, which
+  keeps oneDNN's re-layout of each block in cache (1.3–1.9× MKL), except where a side is narrower
+  than :data:`_NARROW` features — there MKL is faster and is used;
+* bias gradient ``Σ dy`` by torch.
+
+Products smaller than :data:`_SMALL` multiply-adds stay on ``torch`` (oneDNN's call overhead,
+~10 µs, is larger than the gain), as do everything off the CPU, other dtypes, autocast and
+``torch.compile`` tracing (Inductor makes its own choice), and double backward (the explicit
+backward is then replaced by torch's differentiable ops).  Results agree with torch's to fp32
+rounding (different summation order), not bit for bit.
+
+The backend is one process-wide setting, like torch's own ``torch.backends`` flags:
+``cpu_gemm: onednn`` (default) or ``torch`` in ``conf/train.yaml``, applied by
+:func:`dos_bench.training.allocator.configure_cpu`; :func:`set_cpu_gemm` from Python.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from dos_bench.io import ConfigError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKENDS", "Linear", "cpu_gemm", "linear", "matmul_nt", "matmul_tn", "onednn_available",
+    "onednn_product", "set_cpu_gemm",
+]  # fmt: skip
+
+BACKENDS = ("onednn", "torch")
+_SMALL = 1 << 21  # multiply-adds below which a product stays on torch
+_NARROW = 128  # weight gradients with a side narrower than this stay on torch (MKL)
+_WEIGHT_GRAD_ROWS = 1024  # rows per block of the weight-gradient product
+
+_backend = "onednn"
+
+
+def set_cpu_gemm(name: str) -> None:
+    """Choose the fp32 CPU matrix product of dense layers: ``"onednn"`` or ``"torch"``."""
+    global _backend
+    if name not in BACKENDS:
+        raise ConfigError(f"cpu_gemm must be one of {BACKENDS}, got {name!r}")
+    _backend = name
+
+
+def cpu_gemm() -> str:
+    """The current setting (``"onednn"`` or ``"torch"``)."""
+    return _backend
+
+
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN's dense product (x86 and ARM wheels do)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+_AVAILABLE = onednn_available()
+
+
+def _use_onednn(x: Tensor, weight: Tensor) -> bool:
+    """Whether a product of ``x`` with ``weight`` goes to oneDNN (see the module docstring)."""
+    return (
+        _backend == "onednn"
+        and _AVAILABLE
+        and torch.backends.mkldnn.enabled
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and weight.device.type == "cpu"
+        and weight.dim() == 2
+        and x.shape[-1] == weight.shape[1]  # else torch's own error message
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
+        and x.numel() * weight.shape[0] >= _SMALL
+    )
+
+
+def _onednn(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T (+ bias)`` on oneDNN (``x`` with any leading dimensions).
+
+    ``weight`` must be stored row- or column-major: a column slice of a larger weight (the
+    heads split one layer's weight to skip a concatenation) took oneDNN ~0.8 s for a 300×512
+    by 512×512 product here, against 0.4 ms once copied; such a weight is copied first."""
+    if not (weight.is_contiguous() or weight.t().is_contiguous()):
+        weight = weight.contiguous()
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def onednn_product(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` of 2-D fp32 CPU tensors on oneDNN, whatever the size (for benchmarks)."""
+    return _onednn(a, b.t())
+
+
+def matmul_nt(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:
+    """``x @ weight.T (+ add)`` of 2-D tensors (no autograd): oneDNN where :func:`cpu_gemm`
+    allows (``add`` summed into the fresh product), else ``torch.mm``/``torch.addmm``."""
+    if _use_onednn(x, weight):
+        out = _onednn(x, weight)
+        return out if add is None else out.add_(add)
+    return x @ weight.t() if add is None else torch.addmm(add, x, weight.t())
+
+
+def matmul_tn(dy: Tensor, x: Tensor) -> Tensor:
+    """``dy.T @ x`` of two 2-D tensors with the same rows — a weight gradient — (no autograd).
+
+    Summed over blocks of :data:`_WEIGHT_GRAD_ROWS` rows on oneDNN; on torch when a side is
+    narrower than :data:`_NARROW` or the product is small."""
+    rows, n_out = dy.shape
+    n_in = x.shape[1]
+    if min(n_out, n_in) < _NARROW or not _use_onednn(dy.t(), x.t()):
+        return dy.t() @ x
+    step = _WEIGHT_GRAD_ROWS
+    acc = _onednn(dy[:step].t(), x[:step].t())
+    for start in range(step, rows, step):
+        acc.add_(_onednn(dy[start : start + step].t(), x[start : start + step].t()))
+    return acc
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``F.linear`` with forward, input and weight gradients on oneDNN (module docstring)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # noqa: ANN001
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        # oneDNN takes any leading dims; the output is a fresh tensor, not a view (callers may
+        # modify it in place, which autograd forbids on views made inside a Function)
+        return _onednn(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):  # noqa: ANN001, ANN205
+        x, weight = ctx.saved_tensors
+        x2, dy2 = x.reshape(-1, x.shape[-1]), dy.reshape(-1, dy.shape[-1])
+        differentiable = torch.is_grad_enabled()  # double backward: torch's own ops
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = dy @ weight if differentiable else _onednn(dy, weight.t())
+        if ctx.needs_input_grad[1]:
+            dw = dy2.t() @ x2 if differentiable else matmul_tn(dy2, x2)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dy2.sum(0)
+        return dx, dw, db
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear(x, weight, bias)`` on the backend chosen by :data:`cpu_gemm`."""
+    if x.dim() >= 1 and _use_onednn(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters, same state dict) whose product runs on :func:`linear`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)

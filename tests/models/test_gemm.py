@@ -1,0 +1,200 @@
+"""Dense layers on oneDNN (``cpu_gemm: onednn``, dos_bench/models/gemm.py): the same function
+and gradients as ``F.linear`` to fp32 rounding, on the product the setting names."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dos_bench.io import ConfigError
+from dos_bench.models import gemm
+
+pytestmark = pytest.mark.skipif(not gemm.onednn_available(), reason="torch built without oneDNN")
+
+
+@pytest.fixture
+def backend():
+    """Restore the process-wide setting after the test."""
+    before = gemm.cpu_gemm()
+    yield gemm.set_cpu_gemm
+    gemm.set_cpu_gemm(before)
+
+
+def _ops(fn) -> set[str]:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+def _reference(x, w, b, g):
+    """Values and gradients of ``x w^T + b`` in float64."""
+    x64, w64 = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    b64 = None if b is None else b.detach().double().requires_grad_()
+    y = F.linear(x64, w64, b64)
+    y.backward(g.double())
+    return y, x64.grad, w64.grad, None if b64 is None else b64.grad
+
+
+CASES = {
+    # name: (x shape, weight (out, in), bias, how x / weight are laid out)
+    "2d": ((700, 96), (80, 96), True, "plain"),
+    "3d": ((6, 50, 64), (128, 64), True, "plain"),
+    "no bias": ((3000, 130), (140, 130), False, "plain"),
+    "x transposed view": ((900, 64), (48, 64), True, "x.T"),
+    "weight column slice": ((400, 64), (96, 64), True, "w[:, :in]"),
+    "weight transposed view": ((500, 72), (72, 72), True, "w.T"),
+    # weight gradient over several row blocks, the last one partial (1024-row blocks)
+    "long": ((2 * gemm._WEIGHT_GRAD_ROWS + 37, 160), (144, 160), True, "plain"),
+    # a side narrower than _NARROW: the weight gradient stays on torch
+    "narrow": ((4000, 40), (160, 40), True, "plain"),
+}
+
+
+def _inputs(name: str):
+    """Leaf tensors and the views of them passed to :func:`gemm.linear` (laid out as named)."""
+    xs, ws, has_bias, layout = CASES[name]
+    gen = torch.Generator().manual_seed(7)
+    out, inp = ws
+    if layout == "x.T":
+        x_leaf = torch.randn(xs[::-1], generator=gen).requires_grad_()
+        x = x_leaf.t()
+    else:
+        x_leaf = torch.randn(xs, generator=gen).requires_grad_()
+        x = x_leaf
+    if layout == "w[:, :in]":
+        w_leaf = torch.randn(out, 2 * inp, generator=gen).requires_grad_()
+        w = w_leaf[:, :inp]
+    elif layout == "w.T":
+        w_leaf = torch.randn(inp, out, generator=gen).requires_grad_()
+        w = w_leaf.t()
+    else:
+        w_leaf = torch.randn(ws, generator=gen).requires_grad_()
+        w = w_leaf
+    b = torch.randn(out, generator=gen).requires_grad_() if has_bias else None
+    g = torch.randn(*x.shape[:-1], out, generator=gen)
+    return x_leaf, x, w_leaf, w, b, g
+
+
+def _grad_of_view(leaf: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``view`` read from its leaf's (transposed or column-sliced views)."""
+    if view is leaf:
+        return leaf.grad
+    if view.data_ptr() == leaf.data_ptr() and view.stride() == leaf.stride()[::-1]:
+        return leaf.grad.t()
+    return leaf.grad[:, : view.shape[1]]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_values_and_gradients_match_float64(name: str, backend) -> None:
+    backend("onednn")
+    x_leaf, x, w_leaf, w, b, g = _inputs(name)
+    y = gemm.linear(x, w, b)
+    assert "mkldnn::_linear_pointwise" in _ops(lambda: gemm.linear(x, w, b))
+    y.backward(g)
+    ref, gx, gw, gb = _reference(x, w, b, g)
+
+    def close(got: torch.Tensor, want: torch.Tensor) -> bool:
+        return (got.double() - want).abs().max().item() < 1e-5 * want.abs().max().item()
+
+    assert y.shape == ref.shape and close(y, ref)
+    assert close(_grad_of_view(x_leaf, x), gx)
+    assert close(_grad_of_view(w_leaf, w), gw)
+    if name == "weight column slice":  # the other half of the weight is not used
+        assert not w_leaf.grad[:, w.shape[1] :].any()
+    if b is not None:
+        assert close(b.grad, gb)
+
+
+def test_the_setting_picks_the_product(backend) -> None:
+    x = torch.randn(512, 256, requires_grad=True)
+    layer = gemm.Linear(256, 256)
+
+    def step() -> None:
+        layer(x).sum().backward()
+
+    backend("onednn")
+    ops = _ops(step)
+    assert "mkldnn::_linear_pointwise" in ops and "aten::addmm" not in ops
+    backend("torch")
+    ops = _ops(step)
+    assert "mkldnn::_linear_pointwise" not in ops and "aten::addmm" in ops
+
+
+def test_small_products_other_dtypes_and_autocast_stay_on_torch(backend) -> None:
+    backend("onednn")
+    layer = gemm.Linear(16, 16)
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: layer(torch.randn(8, 16)))
+    big = gemm.Linear(256, 256)
+    x = torch.randn(256, 256)
+    assert "mkldnn::_linear_pointwise" in _ops(lambda: big(x))
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: big.double()(x.double()))
+    big.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "mkldnn::_linear_pointwise" not in _ops(lambda: big(x))
+
+
+def test_linear_keeps_nn_linear_parameters_and_state_dict() -> None:
+    ours, theirs = gemm.Linear(24, 12), torch.nn.Linear(24, 12)
+    assert isinstance(ours, torch.nn.Linear)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(5000, 24)
+    assert torch.allclose(ours(x), theirs(x), atol=1e-5)
+
+
+def test_output_may_be_modified_in_place(backend) -> None:
+    """The graph-network encoder adds into a layer's output; autograd must allow it (a view
+    made inside a custom Function could not be modified in place)."""
+    backend("onednn")
+    x = torch.randn(600, 64, requires_grad=True)
+    w = torch.randn(64, 64, requires_grad=True)
+    y = gemm.linear(x, w)
+    y.add_(1.0).mul_(2.0).sum().backward()
+    assert torch.allclose(x.grad, 2.0 * w.sum(0).expand_as(x), atol=1e-4)
+
+
+def test_double_backward_uses_differentiable_ops(backend) -> None:
+    backend("onednn")
+    x = torch.randn(300, 64, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(64, 64, requires_grad=True)
+    (gx,) = torch.autograd.grad(gemm.linear(x, w).pow(2).sum(), x, create_graph=True)
+    gx.sum().backward()
+    x2, w2 = x.detach().requires_grad_(), w.detach().clone().requires_grad_()
+    (rx,) = torch.autograd.grad(F.linear(x2, w2).pow(2).sum(), x2, create_graph=True)
+    rx.sum().backward()
+    assert torch.allclose(gx, rx, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(w.grad, w2.grad, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.parametrize("rows", [1, 1000, 2 * gemm._WEIGHT_GRAD_ROWS + 5])
+def test_weight_gradient_product(rows: int, backend) -> None:
+    backend("onednn")
+    gen = torch.Generator().manual_seed(rows)
+    dy, x = torch.randn(rows, 300, generator=gen), torch.randn(rows, 260, generator=gen)
+    ref = dy.double().t() @ x.double()
+    got = gemm.matmul_tn(dy, x)
+    assert got.shape == (300, 260)
+    on_onednn = "mkldnn::_linear_pointwise" in _ops(lambda: gemm.matmul_tn(dy, x))
+    assert on_onednn == (rows * 300 * 260 >= gemm._SMALL)
+    assert (got.double() - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
+
+
+def test_matmul_nt_adds_into_the_product(backend) -> None:
+    gen = torch.Generator().manual_seed(3)
+    x, w, add = (torch.randn(s, generator=gen) for s in ((900, 128), (256, 128), (900, 256)))
+    ref = x.double() @ w.double().t() + add.double()
+    for name in gemm.BACKENDS:
+        backend(name)
+        got = gemm.matmul_nt(x, w, add=add)
+        assert (got.double() - ref).abs().max().item() < 1e-4, name
+
+
+def test_mismatched_shapes_get_torchs_message(backend) -> None:
+    backend("onednn")
+    with pytest.raises(RuntimeError, match="cannot be multiplied"):
+        gemm.linear(torch.randn(900, 64), torch.randn(48, 65))
+
+
+def test_an_unknown_setting_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="cpu_gemm must be one of"):
+        gemm.set_cpu_gemm("mkl")
