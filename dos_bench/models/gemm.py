@@ -42,8 +42,8 @@ from dos_bench.io import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BACKENDS", "Linear", "cpu_gemm", "linear", "matmul_nt", "matmul_tn", "onednn_available",
-    "onednn_product", "set_cpu_gemm",
+    "BACKENDS", "Linear", "adopt", "cpu_gemm", "linear", "matmul_nt", "matmul_tn",
+    "onednn_available", "onednn_product", "set_cpu_gemm",
 ]  # fmt: skip
 
 BACKENDS = ("onednn", "torch")
@@ -172,3 +172,20 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
+
+
+def adopt(layer: nn.Module) -> Linear:
+    """A :class:`Linear` holding ``layer``'s own ``weight`` and ``bias`` Parameters, for a module
+    that computes ``F.linear(x, weight, bias)`` but was built by a library (PyG's
+    ``torch_geometric.nn.Linear`` inside ``TransformerConv``): same initialisation, same state
+    dict keys, the product on :func:`linear`."""
+    weight = layer.weight
+    lazy = isinstance(weight, nn.parameter.UninitializedParameter)  # PyG's in_channels=-1
+    if lazy or not isinstance(weight, nn.Parameter) or weight.dim() != 2:
+        raise TypeError(f"cannot adopt {type(layer).__name__}: no materialised 2-D weight")
+    new = Linear.__new__(Linear)
+    nn.Module.__init__(new)
+    new.out_features, new.in_features = weight.shape
+    new.weight = weight
+    new.bias = getattr(layer, "bias", None)
+    return new

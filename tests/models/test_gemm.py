@@ -198,3 +198,35 @@ def test_mismatched_shapes_get_torchs_message(backend) -> None:
 def test_an_unknown_setting_is_refused_naming_the_key() -> None:
     with pytest.raises(ConfigError, match="cpu_gemm must be one of"):
         gemm.set_cpu_gemm("mkl")
+
+
+def test_adopted_pyg_layers_keep_parameters_and_outputs(backend) -> None:
+    """The UniMP encoder moves PyG TransformerConv's dense layers onto cpu_gemm: the same
+    Parameters (so the same initialisation and state dict) and the same outputs."""
+    from torch_geometric.nn import TransformerConv
+
+    from dos_bench.models.encoders.unimp import _CONV_LINEARS
+
+    backend("onednn")
+    torch.manual_seed(0)
+    theirs = TransformerConv(64, 32, heads=4, edge_dim=64, root_weight=True)
+    torch.manual_seed(0)
+    ours = TransformerConv(64, 32, heads=4, edge_dim=64, root_weight=True)
+    for name in _CONV_LINEARS:
+        before = getattr(ours, name).weight
+        setattr(ours, name, gemm.adopt(getattr(ours, name)))
+        assert isinstance(getattr(ours, name), gemm.Linear)
+        assert getattr(ours, name).weight is before
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    g = torch.Generator().manual_seed(1)
+    x, e = torch.randn(400, 64, generator=g), torch.randn(3000, 64, generator=g)
+    index = torch.randint(0, 400, (2, 3000), generator=g)
+    assert "mkldnn::_linear_pointwise" in _ops(lambda: ours(x, index, e))
+    assert torch.allclose(ours(x, index, e), theirs(x, index, e), atol=1e-5)
+
+
+def test_adopt_refuses_a_layer_without_a_weight_matrix() -> None:
+    from torch_geometric.nn import Linear as PyGLinear
+
+    with pytest.raises(TypeError, match="cannot adopt Linear"):
+        gemm.adopt(PyGLinear(-1, 8))  # lazy: its weight exists only after a first call

@@ -65,7 +65,7 @@ from torch_geometric.nn import TransformerConv, global_mean_pool
 
 from dos_bench.data.features import N_COMPOSITION
 from dos_bench.io import ConfigError
-from dos_bench.models.gemm import Linear
+from dos_bench.models.gemm import Linear, adopt
 from dos_bench.models.layers import GaussianExpansion
 from dos_bench.models.model import EncoderOutput
 
@@ -73,6 +73,8 @@ __all__ = ["UniMPEncoder"]
 
 _AGGREGATE = ("centre", "neighbour")
 _CRYSTAL_VECTOR = ("mean_composition", "mean")
+#: the dense layers of PyG's TransformerConv (queries, keys, values, edges, root/skip)
+_CONV_LINEARS = ("lin_query", "lin_key", "lin_value", "lin_edge", "lin_skip")
 
 
 class UniMPEncoder(nn.Module):
@@ -155,18 +157,19 @@ class UniMPEncoder(nn.Module):
         for k in range(n_layers):
             last = k == n_layers - 1
             out_ch, concat = (hidden, False) if last else (channels, True)
-            self.convs.append(
-                TransformerConv(
-                    width,
-                    out_ch,
-                    heads=heads,
-                    concat=concat,
-                    beta=beta,
-                    dropout=attn_dropout,
-                    edge_dim=hidden,
-                    root_weight=True,
-                )
+            conv = TransformerConv(
+                width,
+                out_ch,
+                heads=heads,
+                concat=concat,
+                beta=beta,
+                dropout=attn_dropout,
+                edge_dim=hidden,
+                root_weight=True,
             )
+            for name in _CONV_LINEARS:  # PyG's F.linear layers onto cpu_gemm, same parameters
+                setattr(conv, name, adopt(getattr(conv, name)))
+            self.convs.append(conv)
             width = hidden if last else inner
             if self.layer_norm and not last:
                 self.lns.append(nn.LayerNorm(width))
