@@ -86,6 +86,8 @@ FAULTS: list[Fault] = [
           ("validate", "model=xtal2dos", "model.encoder.crystal_vector=both"), ConfigError,
           r"^model\.encoder\.crystal_vector: expected one of 'mean_composition', 'mean', "
           r"got 'both'$"),
+    Fault("config-cpu_gemm=mkl", ("validate", "cpu_gemm=mkl"), ConfigError,
+          r"^cpu_gemm: expected one of 'onednn', 'torch', got 'mkl'$"),
     Fault("config-model.head.kernel=flash-dos-train",
           ("train_proc", "model=xtal2dos", "model.head.kernel=flash"), 2,
           r"ConfigError: model\.head\.kernel: expected one of 'auto', 'torch', got 'flash'$"),

@@ -5,7 +5,7 @@ processor vendor, and on AMD processors it runs its AVX2 kernels even where the 
 AVX-512: on the benchmark machine (AMD EPYC, Zen 5) ``torch.mm`` of two 2048² matrices reaches
 ~210 GFLOP/s on two cores while oneDNN — also shipped inside torch, and dispatching by the
 instruction sets the processor reports — reaches ~480.  Every linear layer of an encoder or a
-head is such a product; on ALIGNN they are 80 % of a training step.
+head is such a product; on ALIGNN they were 80 % of a training step.
 
 This module routes them through oneDNN (``torch.ops.mkldnn._linear_pointwise``) with an
 explicit backward:
@@ -14,7 +14,7 @@ explicit backward:
   (2.2–2.4× MKL on ALIGNN's and the transformers' shapes here);
 * weight gradient ``dW = dyᵀ x``: a product over the rows (the long dimension), whose operands
   are both transposed for oneDNN; it runs in blocks of :data:`_WEIGHT_GRAD_ROWS` rows, which
-  keeps oneDNN's re-layout of each block in cache (1.3–1.9× MKL), except where a side is narrower
+  keeps oneDNN's re-layout of each block in cache (1.4–1.9× MKL), except where a side is narrower
   than :data:`_NARROW` features — there MKL is faster and is used;
 * bias gradient ``Σ dy`` by torch.
 
@@ -31,15 +31,11 @@ The backend is one process-wide setting, like torch's own ``torch.backends`` fla
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from dos_bench.io import ConfigError
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKENDS", "Linear", "adopt", "cpu_gemm", "linear", "matmul_nt", "matmul_tn",
@@ -161,7 +157,7 @@ class _OneDNNLinear(torch.autograd.Function):
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``F.linear(x, weight, bias)`` on the backend chosen by :data:`cpu_gemm`."""
+    """``F.linear(x, weight, bias)`` on the product chosen by :func:`set_cpu_gemm`."""
     if x.dim() >= 1 and _use_onednn(x, weight):
         return _OneDNNLinear.apply(x, weight, bias)
     return F.linear(x, weight, bias)
