@@ -211,12 +211,14 @@ def derived_quantities(
 def predict(cfg: DictConfig) -> int:
     """Run prediction; returns the number of files that could not be used."""
     from dos_bench.data.structure_checks import StructureChecks, read_structure_file
+    from dos_bench.models.gemm import set_cpu_gemm
 
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is required: ckpt_path=<run>/checkpoints/<file>.ckpt")
     if not cfg.get("inputs"):
         raise ConfigError("inputs is required: inputs=<CIF/POSCAR file or folder>")
     checks = StructureChecks.from_config(cfg.get("structure_checks"), prefix="structure_checks")
+    set_cpu_gemm(cfg.get("cpu_gemm", "onednn"))
     predictor = Predictor(cfg.ckpt_path)
     files = find_inputs(
         OmegaConf.to_object(cfg.inputs) if not isinstance(cfg.inputs, str) else cfg.inputs

@@ -115,6 +115,43 @@ def test_predictor_matches_the_trained_model(trained):
     assert got.shape == (3, 300)
 
 
+def test_cpu_gemm_is_applied_and_checked(trained, tmp_path):
+    """``cpu_gemm`` (conf/predict.yaml) picks the dense layers' product as in training; a bad
+    value stops before any output with one line naming the key."""
+    from omegaconf import OmegaConf
+
+    from dos_bench.io import ConfigError
+    from dos_bench.models import gemm
+    from dos_bench.predict import predict
+
+    inputs = _inputs(tmp_path / "in")
+    (inputs / "broken.cif").unlink()
+    before = gemm.cpu_gemm()
+    try:
+        for i, name in enumerate(("torch", "onednn")):
+            cfg = OmegaConf.create(
+                {
+                    "ckpt_path": str(trained / "checkpoints" / "last.ckpt"),
+                    "inputs": str(inputs),
+                    "output_dir": str(tmp_path / f"out{i}"),
+                    "cpu_gemm": name,
+                }
+            )
+            assert predict(cfg) == 0
+            assert gemm.cpu_gemm() == name
+        cfg.cpu_gemm, cfg.output_dir = "mkl", str(tmp_path / "bad")
+        with pytest.raises(ConfigError, match="cpu_gemm must be one of"):
+            predict(cfg)
+        assert not (tmp_path / "bad").exists()
+    finally:
+        gemm.set_cpu_gemm(before)
+    with (
+        np.load(tmp_path / "out0" / "predictions.npz") as a,
+        np.load(tmp_path / "out1" / "predictions.npz") as b,
+    ):
+        assert np.allclose(a["pred"], b["pred"], rtol=1e-4, atol=1e-5)
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     proc = subprocess.run(
         [
