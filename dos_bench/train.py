@@ -87,11 +87,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = resume_path(cfg.get("ckpt_path"), run_dir)
         if plan.is_writer:  # before anything writes checkpoints/ again (resume or a rerun)
             unlink_last(run_dir / "checkpoints" / "last.ckpt")
-        configure_cpu(
-            cfg.get("num_threads"),
-            cfg.get("cpu_allocator", "retain"),
-            cfg.get("cpu_gemm", "onednn"),
-        )
+        configure_cpu(cfg)
         prep = prepare(cfg, write=plan.is_writer)
         if plan.mode == "elastic":
             return _launch_elastic(prep, plan.world_size, ckpt_path)
@@ -144,9 +140,7 @@ def run_worker(job: WorkerJob) -> dict[str, Any]:
     t_start = time.perf_counter()
     builders.route_lightning_logs()
     cfg = OmegaConf.create(job.config)
-    configure_cpu(
-        cfg.get("num_threads"), cfg.get("cpu_allocator", "retain"), cfg.get("cpu_gemm", "onednn")
-    )
+    configure_cpu(cfg)
     prep = prepare(cfg, write=False, tt=job.target_transform)
     strategy = cfg.trainer.get("strategy", "auto")
     extra = {

@@ -28,6 +28,8 @@ import ctypes.util
 import logging
 import os
 import platform
+from collections.abc import Mapping
+from typing import Any
 
 from dos_bench.io import ConfigError
 
@@ -95,14 +97,15 @@ def release_free_memory() -> bool:
     return bool(libc.malloc_trim(0)) if libc is not None and hasattr(libc, "malloc_trim") else False
 
 
-def configure_cpu(num_threads: int | None, allocator: str = "retain", gemm: str = "onednn") -> None:
-    """A training process's CPU settings: ``num_threads`` torch threads (``None``: torch's
-    default), the allocator policy (:func:`configure_cpu_allocator`) and the fp32 matrix
-    product of dense layers (``cpu_gemm``, :func:`dos_bench.models.gemm.set_cpu_gemm`)."""
+def configure_cpu(cfg: Mapping[str, Any]) -> None:
+    """A training process's CPU settings from its run config (``conf/train.yaml``):
+    ``num_threads`` torch threads (``null``: torch's default), ``cpu_allocator``
+    (:func:`configure_cpu_allocator`, default ``retain``) and ``cpu_gemm``, the fp32 matrix
+    product of dense layers (:func:`dos_bench.models.gemm.set_cpu_gemm`, default ``onednn``)."""
     import torch
 
     from dos_bench.models.gemm import set_cpu_gemm
 
-    set_cpu_gemm(gemm)
-    torch.set_num_threads(int(num_threads or torch.get_num_threads()))
-    configure_cpu_allocator(allocator)
+    set_cpu_gemm(cfg.get("cpu_gemm", "onednn"))
+    torch.set_num_threads(int(cfg.get("num_threads") or torch.get_num_threads()))
+    configure_cpu_allocator(cfg.get("cpu_allocator", "retain"))

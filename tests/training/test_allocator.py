@@ -124,3 +124,25 @@ def test_release_free_memory_hands_retained_memory_back():
     # off; a 64-crystal ALIGNN step frees more than 2 GB at once)
     assert r["kept"] > r["held"] - 100, r
     assert r["released"] and r["after"] < r["kept"] - 1000, r
+
+
+def test_configure_cpu_applies_the_run_config() -> None:
+    """``num_threads``, ``cpu_allocator`` and ``cpu_gemm`` of conf/train.yaml reach the process
+    (dos-train calls this before preparing data); a bad ``cpu_gemm`` names the key."""
+    import torch
+
+    from dos_bench.io import ConfigError
+    from dos_bench.models import gemm
+    from dos_bench.training.allocator import configure_cpu
+
+    threads, before = torch.get_num_threads(), gemm.cpu_gemm()
+    try:
+        configure_cpu({"num_threads": 1, "cpu_allocator": "system", "cpu_gemm": "torch"})
+        assert torch.get_num_threads() == 1 and gemm.cpu_gemm() == "torch"
+        configure_cpu({"num_threads": None})  # the defaults
+        assert gemm.cpu_gemm() == "onednn"
+        with pytest.raises(ConfigError, match="cpu_gemm must be one of"):
+            configure_cpu({"cpu_gemm": "mkl"})
+    finally:
+        torch.set_num_threads(threads)
+        gemm.set_cpu_gemm(before)
