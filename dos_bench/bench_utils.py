@@ -560,6 +560,12 @@ def _cpu_flash_backward_flops(
     return 2 * _cpu_flash_forward_flops(query, key, value, dropout_p, is_causal)
 
 
+def _weight_grad_flops(a: Sequence[int], b: Sequence[int], *args: Any, **kwargs: Any) -> int:
+    """``dos_bench::matmul_tn`` (:func:`dos_bench.models.gemm.matmul_tn`): ``a.T @ b``, as torch
+    counts the ``mm`` it replaces."""
+    return 2 * a[0] * a[1] * b[1]
+
+
 def _onednn_linear_flops(
     x: Sequence[int], second: Any, third: Any, fourth: Any, *args: Any, **kwargs: Any
 ) -> int:
@@ -584,11 +590,13 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
     dos_bench's own C attention (``dos_bench::attention`` and its backward) is counted like the
     fused kernel, so a step gets the same count whichever kernel runs it (padding keys, which
     the C kernel skips, are counted as the fused kernel computes them). Dense layers on oneDNN
-    (``cpu_gemm: onednn``, :mod:`dos_bench.models.gemm`) are counted as the ``mm`` they replace.
+    (``cpu_gemm: onednn``, :mod:`dos_bench.models.gemm`) — oneDNN products and the C weight
+    gradient ``dos_bench::matmul_tn`` — are counted as the ``mm`` they replace.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    import dos_bench.models.gemm  # noqa: F401  (registers torch.ops.dos_bench.matmul_tn)
     import dos_bench.models.heads.attention  # noqa: F401  (registers torch.ops.dos_bench.*)
 
     aten, ours = torch.ops.aten, torch.ops.dos_bench
@@ -600,6 +608,7 @@ def count_flops(fn: Callable[[], Any]) -> tuple[int, float, dict[str, int]]:
             ours.attention: _native_forward_flops,
             ours.attention_backward: _native_backward_flops,
             torch.ops.mkldnn._linear_pointwise: _onednn_linear_flops,
+            ours.matmul_tn: _weight_grad_flops,
         },
     )
     t0 = time.perf_counter()

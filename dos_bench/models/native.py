@@ -8,8 +8,13 @@
   :func:`dos_bench.models.heads.attention.attend`) scores only the query-key pairs a causal
   mask allows, in the forward *and* the backward; torch 2.13's fused CPU kernel skips them in
   the forward only, so Xtal2DoS's masked decoder self-attention trains 1.5x faster
-  (``make bench``, section ``attention``). Its matrix products call the BLAS ``sgemm_`` inside
-  torch's own ``libtorch_cpu`` (found with ctypes; no torch headers, no link step against it).
+  (``make bench``, section ``attention``).
+- Weight gradients of dense layers (``csrc/gemm.c``, used by
+  :func:`dos_bench.models.gemm.matmul_tn`): ``dW = dYᵀ X`` summed over the rows without
+  transposing either operand.
+
+The matrix products of the last two run on one register-blocked kernel, ``csrc/microgemm.h``
+(AVX-512 where the CPU has it: torch's MKL runs its AVX2 code on AMD processors).
 
 No build step and no torch headers: the first process that needs a kernel compiles the C file with
 the system C compiler (``$CC``, else ``cc``; about a second) into a cache directory —
@@ -18,9 +23,9 @@ the system C compiler (``$CC``, else ``cc``; about a second) into a cache direct
 flags, the compiler and the CPU's instruction sets (``-march=native``: a cache shared by different
 machines keeps one library per CPU type). The library is written to a temporary file and renamed,
 so processes compiling at the same time (DDP) never load half a file. Without a compiler, or if
-compiling fails (or torch's library has no ``sgemm_``), :func:`gated_library` /
-:func:`attention_library` return ``None`` once with one warning, and the models use their
-pure-torch path (same results, slower).
+compiling fails, :func:`gated_library` / :func:`attention_library` / :func:`gemm_library` return
+``None`` once with one warning, and the models use their torch (or oneDNN) path (same results,
+slower).
 
 Numerics: ``-O3 -march=native -fno-math-errno -fno-trapping-math``; ``exp`` is
 ``csrc/vexp.h``'s inlined polynomial (under one float32 ulp; 0 below -87, where the true value
@@ -44,10 +49,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KernelUnavailable", "attention_library", "cache_dir", "gated_library"]
+__all__ = ["KernelUnavailable", "attention_library", "cache_dir", "gated_library", "gemm_library"]
 
 _SRC = Path(__file__).with_name("csrc") / "gated_aggregate.c"
 _ATTENTION_SRC = _SRC.with_name("attention.c")
+_GEMM_SRC = _SRC.with_name("gemm.c")
 _CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC"]
 _LDFLAGS = ["-shared", "-fopenmp", "-lm"]
 _I64, _F32 = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
@@ -144,29 +150,26 @@ def gated_library() -> ctypes.CDLL | None:
     return lib
 
 
-def _torch_sgemm() -> int:
-    """Address of the Fortran-interface ``sgemm_`` in torch's CPU library (MKL or OpenBLAS in
-    the official wheels), so the attention kernel multiplies with the BLAS torch uses."""
-    import torch
-
-    lib_dir = Path(torch.__file__).parent / "lib"
-    names = ("libtorch_cpu.so", "libtorch_cpu.dylib")
-    path = next((lib_dir / n for n in names if (lib_dir / n).exists()), None)
-    if path is None:
-        raise OSError(f"no libtorch_cpu in {lib_dir}")
+@functools.cache
+def gemm_library() -> ctypes.CDLL | None:
+    """The compiled weight-gradient product (``csrc/gemm.c``), or ``None`` (one warning) if no C
+    compiler can build it here (dense layers then sum their weight gradients on oneDNN)."""
     try:
-        fn = ctypes.CDLL(str(path)).sgemm_
-    except AttributeError:
-        raise OSError(f"{path.name} exports no BLAS sgemm_") from None
-    return int(ctypes.cast(fn, ctypes.c_void_p).value)
+        lib = _load(_GEMM_SRC)
+    except OSError as exc:
+        log.warning("C weight-gradient kernel unavailable, dense layers use oneDNN: %s", exc)
+        return None
+    n, p = ctypes.c_int64, ctypes.c_void_p
+    lib.dos_gemm_tn.argtypes = [n, n, n, p, n, p, n, p, n, ctypes.c_int]
+    lib.dos_gemm_tn.restype = ctypes.c_int
+    return lib
 
 
 @functools.cache
 def attention_library() -> ctypes.CDLL | None:
     """The compiled attention kernels (``csrc/attention.c``), or ``None`` (one warning) if they
-    cannot be built or torch's BLAS cannot be found."""
+    cannot be built here."""
     try:
-        gemm = _torch_sgemm()
         lib = _load(_ATTENTION_SRC)
     except OSError as exc:
         log.warning(
@@ -176,9 +179,7 @@ def attention_library() -> ctypes.CDLL | None:
         )
         return None
     n, f, i, p = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
-    lib.dos_attn_set_gemm.argtypes, lib.dos_attn_set_gemm.restype = [p], None
     lib.dos_attn_forward.argtypes = [p, p, p, p, *[n] * 18, f, i, p, p, i]
     lib.dos_attn_backward.argtypes = [p] * 7 + [n] * 21 + [f, i, p, p, p] + [n] * 6 + [i]
     lib.dos_attn_forward.restype = lib.dos_attn_backward.restype = i
-    lib.dos_attn_set_gemm(gemm)
     return lib

@@ -16,8 +16,8 @@ def without_compiler(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     to build) them afresh and later tests get the real ones back."""
     monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setattr(native.shutil, "which", lambda _: None)
-    native.gated_library.cache_clear()
-    native.attention_library.cache_clear()
+    for library in (native.gated_library, native.attention_library, native.gemm_library):
+        library.cache_clear()
     yield
-    native.gated_library.cache_clear()
-    native.attention_library.cache_clear()
+    for library in (native.gated_library, native.attention_library, native.gemm_library):
+        library.cache_clear()

@@ -103,18 +103,22 @@ def _heads_layout(b, h, n, d, g):
 
 @needs_kernel
 @pytest.mark.parametrize(
-    ("n_q", "n_k", "masked", "causal"),
+    ("n_q", "n_k", "masked", "causal", "d"),
     [
-        (7, 7, False, False),
-        (70, 70, False, True),  # two query blocks of the kernel, the second partial
-        (130, 130, True, True),  # three blocks, padding under the causal mask
-        (130, 9, True, False),  # cross-attention: many queries, few (padded) keys
-        (5, 67, True, False),
+        (7, 7, False, False, 8),
+        (70, 70, False, True, 8),  # two query blocks of the kernel, the second partial
+        (130, 130, True, True, 8),  # three blocks, padding under the causal mask
+        (130, 9, True, False, 8),  # cross-attention: many queries, few (padded) keys
+        (5, 67, True, False, 8),
+        # head widths of the micro-kernel's whole tiles (64) and of a tile, a narrow vector
+        # strip and single columns (40 = 16 + 16 + 8 on AVX-512)
+        (150, 150, False, True, 64),
+        (70, 23, True, False, 40),
     ],
 )
-def test_c_kernel_equals_the_softmax_formula_values_and_gradients(n_q, n_k, masked, causal):
+def test_c_kernel_equals_the_softmax_formula_values_and_gradients(n_q, n_k, masked, causal, d):
     g = torch.Generator().manual_seed(n_q + n_k)
-    b, h, d = 3, 2, 8
+    b, h = 3, 2
     q = _heads_layout(b, h, n_q, d, g)
     k, v = _heads_layout(b, h, n_k, d, g), _heads_layout(b, h, n_k, d, g)
     key_mask = _mask(b, n_k) if masked else None

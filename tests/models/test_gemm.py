@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from dos_bench.io import ConfigError
-from dos_bench.models import gemm
+from dos_bench.models import gemm, native
 
 pytestmark = pytest.mark.skipif(not gemm.onednn_available(), reason="torch built without oneDNN")
 
@@ -166,16 +166,51 @@ def test_double_backward_uses_differentiable_ops(backend) -> None:
     assert torch.allclose(w.grad, w2.grad, rtol=1e-4, atol=1e-2)
 
 
-@pytest.mark.parametrize("rows", [1, 1000, 2 * gemm._WEIGHT_GRAD_ROWS + 5])
-def test_weight_gradient_product(rows: int, backend) -> None:
+TN_CASES = {
+    # name: (rows, dy width (n_out), x width (n_in), leading stride of dy, product expected)
+    "small": (1, 300, 260, 300, "torch"),
+    "neither width a multiple of 16": (1000, 300, 260, 300, "onednn"),
+    "oneDNN row blocks, last partial": (2 * gemm._WEIGHT_GRAD_ROWS + 5, 300, 260, 300, "onednn"),
+    "C: dy^T x": (1000, 144, 160, 144, "c"),
+    "C: (x^T dy)^T": (777, 256, 200, 256, "c"),
+    # rows past one 384-row block of the output, 256-row blocks of the sum with a partial last
+    # one, 400 = 66 tiles of 6 + 4 rows, 416 = 6 strips of 64 + 2 of 16
+    "C: several blocks": (2053, 400, 416, 400, "c"),
+    "C: dy a column slice": (1000, 144, 160, 200, "c"),
+}
+_PRODUCT_OPS = {"c": "dos_bench::matmul_tn", "onednn": "mkldnn::_linear_pointwise"}
+
+
+@pytest.mark.parametrize("name", TN_CASES)
+def test_weight_gradient_product(name: str, backend) -> None:
     backend("onednn")
+    rows, n_out, n_in, ld, product = TN_CASES[name]
+    if product == "c" and native.gemm_library() is None:
+        product = "onednn"  # no C compiler here: the oneDNN row blocks
     gen = torch.Generator().manual_seed(rows)
-    dy, x = torch.randn(rows, 300, generator=gen), torch.randn(rows, 260, generator=gen)
+    dy = torch.randn(rows, ld, generator=gen)[:, :n_out]
+    x = torch.randn(rows, n_in, generator=gen)
     ref = dy.double().t() @ x.double()
     got = gemm.matmul_tn(dy, x)
-    assert got.shape == (300, 260)
-    on_onednn = "mkldnn::_linear_pointwise" in _ops(lambda: gemm.matmul_tn(dy, x))
-    assert on_onednn == (rows * 300 * 260 >= gemm._SMALL)
+    assert got.shape == (n_out, n_in)
+    ops = _ops(lambda: gemm.matmul_tn(dy, x))
+    assert {op for op in _PRODUCT_OPS.values() if op in ops} == (
+        {_PRODUCT_OPS[product]} if product in _PRODUCT_OPS else set()
+    )
+    assert (got.double() - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
+
+
+def test_weight_gradient_without_a_compiler_sums_oneDNN_row_blocks(
+    backend, without_compiler
+) -> None:
+    backend("onednn")
+    gen = torch.Generator().manual_seed(11)
+    dy, x = torch.randn(1500, 144, generator=gen), torch.randn(1500, 160, generator=gen)
+    assert native.gemm_library() is None
+    ops = _ops(lambda: gemm.matmul_tn(dy, x))
+    assert "mkldnn::_linear_pointwise" in ops and "dos_bench::matmul_tn" not in ops
+    ref = dy.double().t() @ x.double()
+    got = gemm.matmul_tn(dy, x)
     assert (got.double() - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
 
 
