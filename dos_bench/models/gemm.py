@@ -14,8 +14,8 @@ explicit backward:
   (2.2–2.4× MKL on ALIGNN's and the transformers' shapes here);
 * weight gradient ``dW = dyᵀ x``: a product over the rows (the long dimension), which oneDNN
   only takes with both operands transposed. Where a C compiler exists it runs on dos_bench's
-  own kernel (``csrc/gemm.c``, op ``dos_bench::matmul_tn``), which reads both in place:
-  395-455 GFLOP/s on Xtal2DoS's shapes and 353 on ALIGNN's 256 x 256 (two Zen 5 cores),
+  own kernel (``csrc/gemm.c``, op ``dos_bench::matmul_tn``), which reads ``dy`` in place:
+  405-470 GFLOP/s on Xtal2DoS's shapes and 337 on ALIGNN's 256 x 256 (two Zen 5 cores),
   against 315-386 and 213 for oneDNN in blocks of :data:`_WEIGHT_GRAD_ROWS` rows (the
   fallback) and ~210 for MKL. A side narrower than :data:`_NARROW` features stays on MKL;
 * bias gradient ``Σ dy`` by torch.
@@ -139,15 +139,13 @@ def _native_tn(dy: Tensor, x: Tensor) -> Tensor | None:
     """``dy.T @ x`` on the C kernel of ``csrc/gemm.c``, or ``None`` where it does not apply
     (no compiler, rows not contiguous, neither width a multiple of :data:`_VECTOR`).
 
-    The kernel keeps the output's columns in vector registers; the wider side goes there
-    (395 vs 437 GFLOP/s for 2048 x 512 here), then the result is transposed back."""
+    The kernel keeps the output's columns in vector registers, so ``x``'s width must be a
+    multiple of :data:`_VECTOR`; if only ``dy``'s is, ``(x.T @ dy).T`` is computed instead."""
     if native.gemm_library() is None or dy.stride(1) != 1 or x.stride(1) != 1:
         return None
-    n_out, n_in = dy.shape[1], x.shape[1]
-    wide_in = n_in % _VECTOR == 0 and (n_in >= n_out or n_out % _VECTOR != 0)
-    if wide_in:
+    if x.shape[1] % _VECTOR == 0:
         return _tn_kernel(dy, x)
-    if n_out % _VECTOR == 0:
+    if dy.shape[1] % _VECTOR == 0:
         return _tn_kernel(x, dy).t().contiguous()
     return None
 

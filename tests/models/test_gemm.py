@@ -173,8 +173,8 @@ TN_CASES = {
     "oneDNN row blocks, last partial": (2 * gemm._WEIGHT_GRAD_ROWS + 5, 300, 260, 300, "onednn"),
     "C: dy^T x": (1000, 144, 160, 144, "c"),
     "C: (x^T dy)^T": (777, 256, 200, 256, "c"),
-    # rows past one 384-row block of the output, 256-row blocks of the sum with a partial last
-    # one, 400 = 66 tiles of 6 + 4 rows, 416 = 6 strips of 64 + 2 of 16
+    # 128-row blocks of the sum with a partial last one, 400 = 66 tiles of 6 + 4 rows,
+    # 416 = 6 strips of 64 + one of 32 (a partial strip)
     "C: several blocks": (2053, 400, 416, 400, "c"),
     "C: dy a column slice": (1000, 144, 160, 200, "c"),
 }

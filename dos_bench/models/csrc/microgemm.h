@@ -69,12 +69,15 @@ DOS_INLINE void dos_tile(const int MR, const int NVV, int64_t k, float alpha, co
             for (int v = 0; v < NVV; ++v) acc[i][v] += ai * bv[v];
         }
     }
+    /* alpha and beta read here, not kept in registers from before the loop: 24 accumulators,
+     * NVV row vectors and a broadcast leave no room for them (GCC then spilled a row vector) */
+    const float al = *(volatile const float *)&alpha, be = *(volatile const float *)&beta;
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
         for (int v = 0; v < NVV; ++v) {
             dos_vf *c = (dos_vf *)(C + i * ldc + v * DOS_VW);
-            *c = beta == 0.0f ? alpha * acc[i][v] : beta * *c + alpha * acc[i][v];
+            *c = be == 0.0f ? al * acc[i][v] : be * *c + al * acc[i][v];
         }
 }
 
