@@ -18,7 +18,8 @@ explicit backward:
   405-470 GFLOP/s on Xtal2DoS's shapes and 337 on ALIGNN's 256 x 256 (two Zen 5 cores),
   against 315-386 and 213 for oneDNN in blocks of :data:`_WEIGHT_GRAD_ROWS` rows (the
   fallback) and ~210 for MKL. A side narrower than :data:`_NARROW` features stays on MKL;
-* bias gradient ``Σ dy`` by torch.
+* bias gradient ``Σ dy``: summed inside the C weight-gradient kernel where it runs with ``dy``
+  read in place, else by torch.
 
 Products smaller than :data:`_SMALL` multiply-adds stay on ``torch`` (oneDNN's call overhead,
 ~10 µs, is larger than the gain), as do everything off the CPU, other dtypes, autocast and
@@ -119,35 +120,61 @@ def matmul_nt(x: Tensor, weight: Tensor, add: Tensor | None = None) -> Tensor:
 
 
 @torch.library.custom_op("dos_bench::matmul_tn", mutates_args=())
-def _tn_kernel(a: Tensor, b: Tensor) -> Tensor:
+def _tn_kernel(a: Tensor, b: Tensor, column_sums: bool) -> tuple[Tensor, Tensor]:
     """``a.T @ b`` on ``csrc/gemm.c`` (2-D fp32 CPU, rows contiguous, ``b``'s width a multiple
-    of :data:`_VECTOR`). A registered op so that profilers and FLOP counters see it."""
+    of :data:`_VECTOR`), and ``a.sum(0)`` if ``column_sums`` (else an empty tensor). A
+    registered op so that profilers and FLOP counters see it."""
     out = a.new_empty(a.shape[1], b.shape[1])
-    native.gemm_library().dos_gemm_tn(
+    sums = a.new_empty(a.shape[1] if column_sums else 0)
+    status = native.gemm_library().dos_gemm_tn(
         out.shape[0], out.shape[1], a.shape[0], a.data_ptr(), a.stride(0), b.data_ptr(),
-        b.stride(0), out.data_ptr(), out.stride(0), torch.get_num_threads(),
+        b.stride(0), out.data_ptr(), out.stride(0), sums.data_ptr() if column_sums else None,
+        torch.get_num_threads(),
     )  # fmt: skip
-    return out
+    if status:
+        raise RuntimeError(f"C weight-gradient kernel failed (code {status}: 3 = out of memory)")
+    return out, sums
 
 
 @_tn_kernel.register_fake
-def _(a, b):
-    return a.new_empty(a.shape[1], b.shape[1])
+def _(a, b, column_sums):
+    return a.new_empty(a.shape[1], b.shape[1]), a.new_empty(a.shape[1] if column_sums else 0)
 
 
-def _native_tn(dy: Tensor, x: Tensor) -> Tensor | None:
-    """``dy.T @ x`` on the C kernel of ``csrc/gemm.c``, or ``None`` where it does not apply
-    (no compiler, rows not contiguous, neither width a multiple of :data:`_VECTOR`).
+def _native_tn(dy: Tensor, x: Tensor, bias: bool) -> tuple[Tensor, Tensor | None] | None:
+    """``dy.T @ x`` (and ``dy.sum(0)`` if ``bias``, when it comes for free) on the C kernel of
+    ``csrc/gemm.c``, or ``None`` where it does not apply (no compiler, rows not contiguous,
+    neither width a multiple of :data:`_VECTOR`).
 
     The kernel keeps the output's columns in vector registers, so ``x``'s width must be a
-    multiple of :data:`_VECTOR`; if only ``dy``'s is, ``(x.T @ dy).T`` is computed instead."""
+    multiple of :data:`_VECTOR`; if only ``dy``'s is, ``(x.T @ dy).T`` is computed instead
+    (and the bias sum is left to the caller)."""
     if native.gemm_library() is None or dy.stride(1) != 1 or x.stride(1) != 1:
         return None
     if x.shape[1] % _VECTOR == 0:
-        return _tn_kernel(dy, x)
+        dw, db = _tn_kernel(dy, x, bias)
+        return dw, db if bias else None
     if dy.shape[1] % _VECTOR == 0:
-        return _tn_kernel(x, dy).t().contiguous()
+        return _tn_kernel(x, dy, False)[0].t().contiguous(), None
     return None
+
+
+def _weight_grads(dy: Tensor, x: Tensor, bias: bool) -> tuple[Tensor, Tensor | None]:
+    """``dy.T @ x`` and, if ``bias``, ``dy.sum(0)``: see :func:`matmul_tn`."""
+    rows, n_out = dy.shape
+    n_in = x.shape[1]
+    if min(n_out, n_in) < _NARROW or not _use_onednn(dy.t(), x.t()):
+        dw = dy.t() @ x
+    elif (native_out := _native_tn(dy, x, bias)) is not None:
+        dw, db = native_out
+        if db is not None or not bias:
+            return dw, db
+    else:
+        step = _WEIGHT_GRAD_ROWS
+        dw = _onednn(dy[:step].t(), x[:step].t())
+        for start in range(step, rows, step):
+            dw.add_(_onednn(dy[start : start + step].t(), x[start : start + step].t()))
+    return dw, dy.sum(0) if bias else None
 
 
 def matmul_tn(dy: Tensor, x: Tensor) -> Tensor:
@@ -156,18 +183,7 @@ def matmul_tn(dy: Tensor, x: Tensor) -> Tensor:
     On the C kernel of ``csrc/gemm.c`` (:func:`_native_tn`), else summed over blocks of
     :data:`_WEIGHT_GRAD_ROWS` rows on oneDNN; on torch when a side is narrower than
     :data:`_NARROW` or the product is small."""
-    rows, n_out = dy.shape
-    n_in = x.shape[1]
-    if min(n_out, n_in) < _NARROW or not _use_onednn(dy.t(), x.t()):
-        return dy.t() @ x
-    out = _native_tn(dy, x)
-    if out is not None:
-        return out
-    step = _WEIGHT_GRAD_ROWS
-    acc = _onednn(dy[:step].t(), x[:step].t())
-    for start in range(step, rows, step):
-        acc.add_(_onednn(dy[start : start + step].t(), x[start : start + step].t()))
-    return acc
+    return _weight_grads(dy, x, False)[0]
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -189,9 +205,12 @@ class _OneDNNLinear(torch.autograd.Function):
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = dy @ weight if differentiable else _onednn(dy, weight.t())
-        if ctx.needs_input_grad[1]:
-            dw = dy2.t() @ x2 if differentiable else matmul_tn(dy2, x2)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        bias = ctx.has_bias and ctx.needs_input_grad[2]
+        if ctx.needs_input_grad[1] and not differentiable:
+            dw, db = _weight_grads(dy2, x2, bias)  # the bias sum inside the C kernel
+        elif ctx.needs_input_grad[1]:
+            dw = dy2.t() @ x2
+        if bias and db is None:
             db = dy2.sum(0)
         return dx, dw, db
 

@@ -160,7 +160,7 @@ def gemm_library() -> ctypes.CDLL | None:
         log.warning("C weight-gradient kernel unavailable, dense layers use oneDNN: %s", exc)
         return None
     n, p = ctypes.c_int64, ctypes.c_void_p
-    lib.dos_gemm_tn.argtypes = [n, n, n, p, n, p, n, p, n, ctypes.c_int]
+    lib.dos_gemm_tn.argtypes = [n, n, n, p, n, p, n, p, n, p, ctypes.c_int]
     lib.dos_gemm_tn.restype = ctypes.c_int
     return lib
 

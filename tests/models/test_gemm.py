@@ -200,6 +200,24 @@ def test_weight_gradient_product(name: str, backend) -> None:
     assert (got.double() - ref).abs().max().item() < 1e-5 * ref.abs().max().item()
 
 
+@pytest.mark.parametrize(("n_out", "n_in"), [(144, 160), (256, 200)])
+def test_bias_gradient_with_the_weight_gradient(n_out: int, n_in: int, backend) -> None:
+    """The C kernel sums ``dy``'s columns while it reads ``dy`` in place (160 wide ``x``); where
+    it reads ``x`` in place instead (200 is not a multiple of 16) torch sums them."""
+    backend("onednn")
+    gen = torch.Generator().manual_seed(n_in)
+    x = torch.randn(1500, n_in, generator=gen, requires_grad=True)
+    layer = gemm.Linear(n_in, n_out)
+    g = torch.randn(1500, n_out, generator=gen)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        layer(x).backward(g)
+    ops = {e.key for e in prof.key_averages()}
+    fused = native.gemm_library() is not None and n_in % 16 == 0
+    assert ("aten::sum" not in ops) == fused
+    want = g.double().sum(0)
+    assert (layer.bias.grad.double() - want).abs().max().item() < 1e-5 * want.abs().max().item()
+
+
 def test_weight_gradient_without_a_compiler_sums_oneDNN_row_blocks(
     backend, without_compiler
 ) -> None:

@@ -12,6 +12,9 @@
  * 398-437 GFLOP/s; copied, 463-482 (Xtal2DoS's 19,200-row products, two Zen 5 cores; oneDNN on
  * transposed 1,024-row blocks: 315-386, MKL ~210).
  *
+ * SUMS (may be NULL): also the column sums of dY (the bias gradient, m values), added up block by
+ * block while the block is in cache instead of in a separate pass over dY.
+ *
  * Return codes: 0 ok, 3 out of memory.
  */
 #include <stdint.h>
@@ -23,13 +26,32 @@
 
 enum { KC = 128, STRIP = DOS_NV * DOS_VW };
 
-/* C (m x n, ldc) = A^T B with A (k x m, lda) and B (k x n, ldb). */
+/* SUMS[i0 .. i1) (+)= the sums of those columns of A over rows k0 .. k0+kk-1 (i1 - i0 <= 64:
+ * four independent vector sums per row, not one dependent chain). */
+static void column_sums(const float *A, int64_t lda, int64_t k0, int64_t kk, int64_t i0, int64_t i1,
+                        float *SUMS) {
+    float acc[64] = {0};
+    const int64_t w = i1 - i0;
+    for (int64_t t = 0; t < kk; ++t) {
+        const float *a = A + (k0 + t) * lda + i0;
+        if (w == 64)
+#pragma omp simd
+            for (int i = 0; i < 64; ++i) acc[i] += a[i];
+        else
+            for (int64_t i = 0; i < w; ++i) acc[i] += a[i];
+    }
+    for (int64_t i = 0; i < w; ++i) SUMS[i0 + i] = (k0 ? SUMS[i0 + i] : 0.0f) + acc[i];
+}
+
+/* C (m x n, ldc) = A^T B with A (k x m, lda) and B (k x n, ldb); SUMS (m, or NULL) = the
+ * column sums of A. */
 int dos_gemm_tn(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                int64_t ldb, float *C, int64_t ldc, int n_threads) {
-    const int64_t strips = (n + STRIP - 1) / STRIP;
+                int64_t ldb, float *C, int64_t ldc, float *SUMS, int n_threads) {
+    const int64_t strips = (n + STRIP - 1) / STRIP, chunks = (m + 63) / 64;
     int status = 0;
     if (k == 0) {
         dos_mm(m, n, 0, 1.0f, A, 1, lda, B, ldb, 0.0f, C, ldc);
+        for (int64_t i = 0; SUMS && i < m; ++i) SUMS[i] = 0.0f;
         return 0;
     }
 #pragma omp parallel num_threads(n_threads)
@@ -43,8 +65,13 @@ int dos_gemm_tn(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, co
         for (int64_t k0 = 0; k0 < k && buf; k0 += KC) {
             const int64_t kk = k - k0 < KC ? k - k0 : KC;
             const float beta = k0 ? 1.0f : 0.0f;
-            /* the same strips go to the same thread in every block (static schedule), so a
-             * thread only ever adds to the elements it wrote itself: no barrier needed */
+            /* the same strips (and column chunks) go to the same thread in every block (static
+             * schedule), so a thread only ever adds to the elements it wrote itself: no barrier */
+            if (SUMS) {
+#pragma omp for schedule(static) nowait
+                for (int64_t c = 0; c < chunks; ++c)
+                    column_sums(A, lda, k0, kk, c * 64, c * 64 + 64 < m ? c * 64 + 64 : m, SUMS);
+            }
 #pragma omp for schedule(static) nowait
             for (int64_t s = 0; s < strips; ++s) {
                 const int64_t j0 = s * STRIP, w = n - j0 < STRIP ? n - j0 : STRIP;
