@@ -147,7 +147,7 @@ def _native_applies(
 ) -> bool:
     """Whether :func:`attend` can use the C kernel: CPU float32 ``(B, H, n, d)`` inputs with
     contiguous rows, a boolean key mask (if any), no attention dropout, no autocast or
-    ``torch.compile`` tracing, and a C compiler plus torch's BLAS here
+    ``torch.compile`` tracing, and a C compiler here
     (:func:`dos_bench.models.native.attention_library`)."""
     return (
         dropout_p == 0.0
