@@ -125,15 +125,24 @@ def _load(src: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(_build(src, cc)))
 
 
+def _library(src: Path, unavailable: str, signatures: dict[str, list]) -> ctypes.CDLL | None:
+    """Compile and load ``src`` and declare its functions (``int``-returning, ``signatures``:
+    name -> argtypes); ``None`` with one warning (``unavailable``, then why) if that fails."""
+    try:
+        lib = _load(src)
+    except OSError as exc:
+        log.warning("%s: %s", unavailable, exc)
+        return None
+    for name, argtypes in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return lib
+
+
 @functools.cache
 def gated_library() -> ctypes.CDLL | None:
     """The compiled edge-gated aggregation kernels, or ``None`` (one warning) if no C compiler
     can build them here."""
-    try:
-        lib = _load(_SRC)
-    except OSError as exc:
-        log.warning("C kernels unavailable, ALIGNN uses its pure-torch path (slower): %s", exc)
-        return None
     i64, f32, f64, n = _I64, _F32, _F64, ctypes.c_int64
     signatures = {
         "dos_csr_from_sorted": [i64, i64, n, n, n, i64],
@@ -144,42 +153,34 @@ def gated_library() -> ctypes.CDLL | None:
         "dos_gated_backward": [f32, f32, f32, f32, f32, f32, f32, i64, i64, n, n, n, f32, f32,
                                f32, f32, f32, ctypes.c_int],
     }  # fmt: skip
-    for name, argtypes in signatures.items():
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, ctypes.c_int
-    return lib
+    return _library(
+        _SRC, "C kernels unavailable, ALIGNN uses its pure-torch path (slower)", signatures
+    )
 
 
 @functools.cache
 def gemm_library() -> ctypes.CDLL | None:
     """The compiled weight-gradient product (``csrc/gemm.c``), or ``None`` (one warning) if no C
     compiler can build it here (dense layers then sum their weight gradients on oneDNN)."""
-    try:
-        lib = _load(_GEMM_SRC)
-    except OSError as exc:
-        log.warning("C weight-gradient kernel unavailable, dense layers use oneDNN: %s", exc)
-        return None
     n, p = ctypes.c_int64, ctypes.c_void_p
-    lib.dos_gemm_tn.argtypes = [n, n, n, p, n, p, n, p, n, p, ctypes.c_int]
-    lib.dos_gemm_tn.restype = ctypes.c_int
-    return lib
+    return _library(
+        _GEMM_SRC,
+        "C weight-gradient kernel unavailable, dense layers use oneDNN",
+        {"dos_gemm_tn": [n, n, n, p, n, p, n, p, n, p, ctypes.c_int]},
+    )
 
 
 @functools.cache
 def attention_library() -> ctypes.CDLL | None:
     """The compiled attention kernels (``csrc/attention.c``), or ``None`` (one warning) if they
     cannot be built here."""
-    try:
-        lib = _load(_ATTENTION_SRC)
-    except OSError as exc:
-        log.warning(
-            "C attention kernel unavailable, attention uses torch's "
-            "scaled_dot_product_attention (slower under a causal mask): %s",
-            exc,
-        )
-        return None
     n, f, i, p = ctypes.c_int64, ctypes.c_float, ctypes.c_int, ctypes.c_void_p
-    lib.dos_attn_forward.argtypes = [p, p, p, p, *[n] * 18, f, i, p, p, i]
-    lib.dos_attn_backward.argtypes = [p] * 7 + [n] * 21 + [f, i, p, p, p] + [n] * 6 + [i]
-    lib.dos_attn_forward.restype = lib.dos_attn_backward.restype = i
-    return lib
+    return _library(
+        _ATTENTION_SRC,
+        "C attention kernel unavailable, attention uses torch's scaled_dot_product_attention "
+        "(slower under a causal mask)",
+        {
+            "dos_attn_forward": [p, p, p, p, *[n] * 18, f, i, p, p, i],
+            "dos_attn_backward": [p] * 7 + [n] * 21 + [f, i, p, p, p] + [n] * 6 + [i],
+        },
+    )
