@@ -11,7 +11,7 @@
  * backward recomputes P from the saved log-sum-exp instead of keeping the (n_q, n_k) matrix.
  * Matrix products run on microgemm.h's register-blocked kernel, on the task's own thread: K and V
  * of the task are transposed once into scratch (their rows padded to a multiple of 16 with
- * zeros), so every product reads its right-hand side as contiguous rows, and score rows are
+ * zeros), so every product reads its right-hand side row by row, and score rows are
  * stored with that padded stride. (They went to the BLAS sgemm_ inside torch before: MKL, whose
  * AVX2 code on AMD and per-call overhead on these 64 x 300 x 64 products gave ~140 GFLOP/s on two
  * Zen 5 cores.)

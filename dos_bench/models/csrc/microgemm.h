@@ -13,10 +13,10 @@
  * of A' feed MR * NV fused multiply-adds (24 on AVX-512: 10 loads for 24 FMAs). The B vectors are
  * pinned in registers (an empty asm): left to itself GCC re-loads them inside every FMA, which
  * made the loop load-bound (~300 instead of ~420 GFLOP/s on two Zen 5 cores). Columns beyond the
- * last whole vector are done one by one (slow; the callers' widths are multiples of 16).
+ * last whole vector are done one by one (slow; the zoo's head and layer widths are multiples of 16).
  *
- * Written with GCC vector extensions, so the same code compiles to AVX-512, AVX2 or NEON under
- * -march=native. No fast-math: sums are plain fused multiply-adds, NaN and infinity propagate.
+ * Written with GCC vector extensions, so the same code compiles to AVX-512, AVX2 or SSE under
+ * -march=native (all three checked against float64; the ARM register pin is untested). No fast-math: sums are plain fused multiply-adds, NaN and infinity propagate.
  */
 #ifndef DOS_BENCH_MICROGEMM_H
 #define DOS_BENCH_MICROGEMM_H
